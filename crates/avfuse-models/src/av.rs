@@ -1,0 +1,288 @@
+//! The audio-visual classifier: frame CNN + mel CNN, per-step concat fusion, MLP head.
+
+use avfuse_nn::mask_batch;
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::Modality;
+use crate::encoders::{FrameCnn, FrameCnnConfig, MelCnn, MelCnnConfig};
+use crate::error::{ModelError, invalid};
+
+/// Configuration of [`AvModel`].
+#[derive(Config, Debug)]
+pub struct AvModelConfig {
+    /// The per-frame video encoder; ignored when `enable_video` is false.
+    pub video: FrameCnnConfig,
+    /// The log-mel encoder; ignored when `enable_audio` is false.
+    pub audio: MelCnnConfig,
+    /// Build and use the video branch.
+    #[config(default = true)]
+    pub enable_video: bool,
+    /// Build and use the audio branch.
+    #[config(default = true)]
+    pub enable_audio: bool,
+    /// Width of the per-step fused representation.
+    #[config(default = 64)]
+    pub fusion_dim: usize,
+    /// Hidden width of the MLP head.
+    #[config(default = 64)]
+    pub head_hidden: usize,
+    /// Dropout probability before each head layer.
+    #[config(default = 0.2)]
+    pub head_dropout: f64,
+    /// Number of output logits: 1 for binary (fake/real) classification.
+    #[config(default = 1)]
+    pub num_outputs: usize,
+}
+
+/// One batch of model input.
+///
+/// `B` clips of `T` frames; the mel has `T * mel_frames_per_step` frames so that the mel CNN
+/// yields one step per video frame.
+#[derive(Clone, Debug)]
+pub struct AvInput {
+    /// `[B, T, 3, H, W]` frames, normalised (u8 / 255 - 0.5).
+    pub frames: Tensor<5>,
+    /// `[B, 1, n_mels, T * mel_frames_per_step]` log-mel, normalised to zero mean, unit std.
+    pub mel: Tensor<4>,
+    /// `[B, 2]` presence mask in [`Modality`] column order (1 present, 0 absent).
+    pub presence: Tensor<2>,
+}
+
+/// Audio-visual classifier.
+///
+/// Video: the frame CNN embeds each frame (`[B*T, Dv]` -> `[B, T, Dv]`). Audio: the mel CNN
+/// embeds each video-frame-long slice of the spectrogram (`[B, T, Da]`). Each embedding is
+/// multiplied by its modality's presence, so an absent modality contributes exactly zero.
+/// Fusion concatenates the two per time step (`[B, T, Dv + Da]`) and applies a linear layer
+/// and a ReLU *before* averaging over time: audio-video synchrony is a per-step relation
+/// that a time average taken before fusion would erase. The head (dropout, linear, ReLU,
+/// dropout, linear) maps the `[B, fusion_dim]` clip representation to `[B, num_outputs]`
+/// logits.
+#[derive(Module, Debug)]
+pub struct AvModel {
+    video: Option<FrameCnn>,
+    audio: Option<MelCnn>,
+    fuse: Linear,
+    head_hidden: Linear,
+    head_out: Linear,
+    dropout: Dropout,
+}
+
+impl AvModelConfig {
+    /// Check every field; errors name the config key (`model.*` / `fusion.*`).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        if !self.enable_video && !self.enable_audio {
+            return Err(invalid(
+                "model.enable_video/model.enable_audio",
+                (self.enable_video, self.enable_audio),
+                "at least one modality must be enabled",
+            ));
+        }
+        if self.enable_video {
+            self.video.validate("model.video")?;
+        }
+        if self.enable_audio {
+            self.audio.validate("model.audio")?;
+        }
+        if self.fusion_dim == 0 {
+            return Err(invalid("fusion.dim", self.fusion_dim, "must be >= 1"));
+        }
+        if self.head_hidden == 0 {
+            return Err(invalid(
+                "model.head.hidden",
+                self.head_hidden,
+                "must be >= 1",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.head_dropout) {
+            return Err(invalid(
+                "model.head.dropout",
+                self.head_dropout,
+                "must be in [0, 1)",
+            ));
+        }
+        if self.num_outputs == 0 {
+            return Err(invalid(
+                "model.head.num_outputs",
+                self.num_outputs,
+                "must be >= 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validate and build the model on `device`.
+    pub fn init(&self, device: &Device) -> Result<AvModel, ModelError> {
+        self.validate()?;
+        let video = self.enable_video.then(|| self.video.init(device));
+        let audio = self.enable_audio.then(|| self.audio.init(device));
+        let fused_in = if self.enable_video {
+            self.video.embed_dim
+        } else {
+            0
+        } + if self.enable_audio {
+            self.audio.embed_dim
+        } else {
+            0
+        };
+        Ok(AvModel {
+            video,
+            audio,
+            fuse: LinearConfig::new(fused_in, self.fusion_dim).init(device),
+            head_hidden: LinearConfig::new(self.fusion_dim, self.head_hidden).init(device),
+            head_out: LinearConfig::new(self.head_hidden, self.num_outputs).init(device),
+            dropout: DropoutConfig::new(self.head_dropout).init(),
+        })
+    }
+}
+
+impl AvModel {
+    /// Clip representation `[B, fusion_dim]` (the `embed` API: features before the head).
+    pub fn embed(&self, input: AvInput) -> Tensor<2> {
+        let [b, t, c, h, w] = input.frames.dims();
+        let mut steps: Vec<Tensor<3>> = Vec::with_capacity(2);
+        if let Some(video) = &self.video {
+            let frames = input.frames.reshape([b * t, c, h, w]);
+            let v = video.forward(frames);
+            let d = v.dims()[1];
+            let v = v.reshape([b, t, d]);
+            let p = input
+                .presence
+                .clone()
+                .narrow(1, Modality::Video as usize, 1)
+                .reshape([b]);
+            steps.push(mask_batch(v, p));
+        }
+        if let Some(audio) = &self.audio {
+            let a = audio.forward(input.mel);
+            let p = input
+                .presence
+                .narrow(1, Modality::Audio as usize, 1)
+                .reshape([b]);
+            steps.push(mask_batch(a, p));
+        }
+        let x = Tensor::cat(steps, 2);
+        relu(self.fuse.forward(x)).mean_dim(1).squeeze_dim::<2>(1)
+    }
+
+    /// Logits `[B, num_outputs]`.
+    pub fn forward(&self, input: AvInput) -> Tensor<2> {
+        let z = self.embed(input);
+        let z = relu(self.head_hidden.forward(self.dropout.forward(z)));
+        self.head_out.forward(self.dropout.forward(z))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn input(d: &Device, presence: [f32; 4]) -> AvInput {
+        d.seed(3);
+        AvInput {
+            frames: Tensor::random([2, 4, 3, 32, 32], Distribution::Default, d),
+            mel: Tensor::random([2, 1, 16, 16], Distribution::Default, d),
+            presence: Tensor::from_data(TensorData::new(presence.to_vec(), [2, 2]), d),
+        }
+    }
+
+    #[test]
+    fn forward_shapes() {
+        let d = Device::flex();
+        let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .init(&d)
+            .unwrap();
+        assert_eq!(m.forward(input(&d, [1.0; 4])).dims(), [2, 1]);
+    }
+
+    #[test]
+    fn absent_modality_input_never_changes_the_output() {
+        let d = Device::flex();
+        let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .init(&d)
+            .unwrap();
+        // Sample 0: audio absent. Sample 1: video absent.
+        let a = input(&d, [1.0, 0.0, 0.0, 1.0]);
+        let mut b = a.clone();
+        let noise_mel = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &d);
+        let noise_frames = Tensor::<5>::random([2, 4, 3, 32, 32], Distribution::Default, &d);
+        // Change the absent audio of sample 0 and the absent video of sample 1.
+        b.mel = Tensor::cat(
+            vec![noise_mel.narrow(0, 0, 1), a.mel.clone().narrow(0, 1, 1)],
+            0,
+        );
+        b.frames = Tensor::cat(
+            vec![
+                a.frames.clone().narrow(0, 0, 1),
+                noise_frames.narrow(0, 1, 1),
+            ],
+            0,
+        );
+        let ya = m.forward(a).into_data().try_to_vec::<f32>().unwrap();
+        let yb = m.forward(b).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(ya, yb);
+    }
+
+    #[test]
+    fn unimodal_model_builds_and_runs() {
+        let d = Device::flex();
+        let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .with_enable_audio(false)
+            .init(&d)
+            .unwrap();
+        assert_eq!(m.forward(input(&d, [1.0; 4])).dims(), [2, 1]);
+        let e = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .with_enable_audio(false)
+            .with_enable_video(false)
+            .init(&d)
+            .unwrap_err();
+        assert!(e.to_string().contains("at least one modality"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod grad_probe {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    #[test]
+    fn gradients_reach_every_parameter() {
+        let d = Device::flex().autodiff();
+        d.seed(1);
+        let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .init(&d)
+            .unwrap();
+        let input = AvInput {
+            frames: Tensor::random([2, 4, 3, 32, 32], Distribution::Default, &d),
+            mel: Tensor::random([2, 1, 16, 16], Distribution::Default, &d),
+            presence: Tensor::from_data(TensorData::new(vec![1.0f32; 4], [2, 2]), &d),
+        };
+        let loss = m.forward(input).sum();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &m);
+        let n_params = m
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map(|b| b.len())
+            .unwrap_or(0);
+        assert!(n_params > 0);
+        eprintln!("grad entries: {}", grads.len());
+        assert!(
+            grads.len() >= 10,
+            "only {} parameters got a gradient",
+            grads.len()
+        );
+        let before = m.clone().into_record().into_bytes().unwrap().to_vec();
+        let mut optim = burn::optim::AdamWConfig::new().init();
+        let m2 = optim.step(1e-2, m, grads);
+        let after = m2.clone().into_record().into_bytes().unwrap().to_vec();
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        eprintln!("bytes changed: {changed} of {}", before.len());
+        assert!(changed > before.len() / 4);
+    }
+}

@@ -1,0 +1,242 @@
+//! Small convolutional encoders: one per video frame, one over the log-mel spectrogram.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use crate::error::{ModelError, invalid};
+
+/// Side of the spatial grid the frame CNN pools to before its projection.
+const FRAME_POOL: usize = 4;
+
+/// Configuration of [`FrameCnn`], a small per-frame image encoder.
+#[derive(Config, Debug)]
+pub struct FrameCnnConfig {
+    /// Input channels (3 for RGB).
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// Output channels of each conv layer. The first layer is a 4x4 stride-4 patchify conv,
+    /// the others 3x3 stride 2; each is followed by BatchNorm and a ReLU.
+    #[config(default = "vec![16, 32, 32]")]
+    pub channels: Vec<usize>,
+    /// Size of the per-frame embedding.
+    #[config(default = 32)]
+    pub embed_dim: usize,
+}
+
+/// Per-frame CNN: `[N, C, H, W]` frames to `[N, embed_dim]` embeddings.
+///
+/// Patchify conv (4x4, stride 4), then 3x3 stride-2 convs, each followed by BatchNorm and a ReLU, adaptive average
+/// pooling to a 4x4 grid (so any frame size >= 16 px works), flatten, a linear projection
+/// and a ReLU.
+#[derive(Module, Debug)]
+pub struct FrameCnn {
+    convs: Vec<Conv2d>,
+    norms: Vec<BatchNorm>,
+    pool: AdaptiveAvgPool2d,
+    proj: Linear,
+}
+
+impl FrameCnnConfig {
+    /// Check the configuration; `prefix` is its config path for error messages.
+    pub fn validate(&self, prefix: &str) -> Result<(), ModelError> {
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return Err(invalid(
+                &format!("{prefix}.channels"),
+                &self.channels,
+                "must be a non-empty list of positive channel counts",
+            ));
+        }
+        if self.embed_dim == 0 {
+            return Err(invalid(
+                &format!("{prefix}.embed_dim"),
+                self.embed_dim,
+                "must be >= 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Build the encoder on `device`. Call [`validate`](Self::validate) first.
+    pub fn init(&self, device: &Device) -> FrameCnn {
+        let mut convs = Vec::with_capacity(self.channels.len());
+        let mut norms = Vec::with_capacity(self.channels.len());
+        let mut c_in = self.in_channels;
+        for (i, &c_out) in self.channels.iter().enumerate() {
+            let conv = if i == 0 {
+                Conv2dConfig::new([c_in, c_out], [4, 4]).with_stride([4, 4])
+            } else {
+                Conv2dConfig::new([c_in, c_out], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            };
+            convs.push(conv.with_bias(false).init(device));
+            norms.push(BatchNormConfig::new(c_out).init(device));
+            c_in = c_out;
+        }
+        FrameCnn {
+            convs,
+            norms,
+            pool: AdaptiveAvgPool2dConfig::new([FRAME_POOL, FRAME_POOL]).init(),
+            proj: LinearConfig::new(c_in * FRAME_POOL * FRAME_POOL, self.embed_dim).init(device),
+        }
+    }
+}
+
+impl FrameCnn {
+    /// `frames`: `[N, C, H, W]`, values roughly in [-0.5, 0.5]. Returns `[N, embed_dim]`.
+    pub fn forward(&self, frames: Tensor<4>) -> Tensor<2> {
+        let mut x = frames;
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            x = relu(norm.forward(conv.forward(x)));
+        }
+        let x = self.pool.forward(x);
+        relu(self.proj.forward(x.flatten::<2>(1, 3)))
+    }
+}
+
+/// Configuration of [`MelCnn`], a small CNN over the log-mel spectrogram.
+#[derive(Config, Debug)]
+pub struct MelCnnConfig {
+    /// Output channels of each 3x3 conv layer (stride 2 in frequency; stride 2 in time for
+    /// the last `log2(mel_frames_per_step)` layers). Each is followed by BatchNorm and a ReLU.
+    #[config(default = "vec![16, 32, 32]")]
+    pub channels: Vec<usize>,
+    /// Mel frames per output time step (a power of two, at most 2^layers). With 16 kHz audio,
+    /// hop 160 and 25 fps video this is 4: one output step per video frame.
+    #[config(default = 4)]
+    pub mel_frames_per_step: usize,
+    /// Size of the per-step embedding.
+    #[config(default = 32)]
+    pub embed_dim: usize,
+}
+
+/// Mel CNN: `[B, 1, n_mels, S * mel_frames_per_step]` to `[B, S, embed_dim]`, one embedding
+/// per output step (per video frame), after averaging over frequency.
+#[derive(Module, Debug)]
+pub struct MelCnn {
+    convs: Vec<Conv2d>,
+    norms: Vec<BatchNorm>,
+    proj: Linear,
+}
+
+impl MelCnnConfig {
+    /// Check the configuration; `prefix` is its config path for error messages.
+    pub fn validate(&self, prefix: &str) -> Result<(), ModelError> {
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return Err(invalid(
+                &format!("{prefix}.channels"),
+                &self.channels,
+                "must be a non-empty list of positive channel counts",
+            ));
+        }
+        let f = self.mel_frames_per_step;
+        if f == 0 || !f.is_power_of_two() || f.trailing_zeros() as usize > self.channels.len() {
+            return Err(invalid(
+                &format!("{prefix}.mel_frames_per_step"),
+                f,
+                &format!(
+                    "must be a power of two between 1 and 2^{}",
+                    self.channels.len()
+                ),
+            ));
+        }
+        if self.embed_dim == 0 {
+            return Err(invalid(
+                &format!("{prefix}.embed_dim"),
+                self.embed_dim,
+                "must be >= 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Build the encoder on `device`. Call [`validate`](Self::validate) first.
+    pub fn init(&self, device: &Device) -> MelCnn {
+        let time_strided = self.mel_frames_per_step.trailing_zeros() as usize;
+        let first_time_strided = self.channels.len() - time_strided;
+        let mut convs = Vec::with_capacity(self.channels.len());
+        let mut norms = Vec::with_capacity(self.channels.len());
+        let mut c_in = 1;
+        for (i, &c_out) in self.channels.iter().enumerate() {
+            let t_stride = if i >= first_time_strided { 2 } else { 1 };
+            convs.push(
+                Conv2dConfig::new([c_in, c_out], [3, 3])
+                    .with_stride([2, t_stride])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .with_bias(false)
+                    .init(device),
+            );
+            norms.push(BatchNormConfig::new(c_out).init(device));
+            c_in = c_out;
+        }
+        MelCnn {
+            convs,
+            norms,
+            proj: LinearConfig::new(c_in, self.embed_dim).init(device),
+        }
+    }
+}
+
+impl MelCnn {
+    /// `mel`: `[B, 1, n_mels, S * mel_frames_per_step]`, normalised log-mel. Returns
+    /// `[B, S, embed_dim]`.
+    pub fn forward(&self, mel: Tensor<4>) -> Tensor<3> {
+        let mut x = mel;
+        for (conv, norm) in self.convs.iter().zip(&self.norms) {
+            x = relu(norm.forward(conv.forward(x)));
+        }
+        // [B, C, F', S] -> mean over frequency -> [B, C, S] -> [B, S, C]
+        let x = x.mean_dim(2).squeeze_dim::<3>(2).swap_dims(1, 2);
+        relu(self.proj.forward(x))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn frame_cnn_shapes() {
+        let d = Device::flex();
+        let cnn = FrameCnnConfig::new().init(&d);
+        let x = Tensor::<4>::random([5, 3, 64, 64], Distribution::Default, &d);
+        assert_eq!(cnn.forward(x).dims(), [5, 32]);
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Default, &d);
+        assert_eq!(cnn.forward(x).dims(), [2, 32]);
+    }
+
+    #[test]
+    fn mel_cnn_gives_one_step_per_video_frame() {
+        let d = Device::flex();
+        let cnn = MelCnnConfig::new().init(&d);
+        let x = Tensor::<4>::random([3, 1, 64, 64], Distribution::Default, &d);
+        assert_eq!(cnn.forward(x).dims(), [3, 16, 32]);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_key() {
+        let e = MelCnnConfig::new()
+            .with_mel_frames_per_step(3)
+            .validate("model.audio")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("model.audio.mel_frames_per_step = 3:"),
+            "{e}"
+        );
+        let e = FrameCnnConfig::new()
+            .with_channels(vec![])
+            .validate("model.video")
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("model.video.channels = []"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,732 @@
+//! The YAML configuration: sections `dataset`, `model`, `fusion`, `training`, `evaluation`,
+//! `logging`, with `--set key=value` overrides.
+//!
+//! Loading is strict: an unknown key anywhere is an error naming its full path
+//! (`fusion.modality_dropout_probb: unknown field ...`), and every value is range-checked with
+//! a message naming the key and the allowed range
+//! (`fusion.modality_dropout_prob = 1.5: must be in [0, 1]`). Keys left out take the defaults
+//! documented in `configs/quickstart.yaml`.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use avfuse_models::{AvModelConfig, FrameCnnConfig, MelCnnConfig};
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+use crate::error::{Result, TrainError};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the data is and how synthetic data is made.
+    pub dataset: DatasetConfig,
+    /// Encoders and head.
+    pub model: ModelConfig,
+    /// How modalities are combined and regularised.
+    pub fusion: FusionConfig,
+    /// Optimiser, schedule, early stopping.
+    pub training: TrainingConfig,
+    /// Evaluation settings.
+    pub evaluation: EvaluationConfig,
+    /// Logs and progress display.
+    pub logging: LoggingConfig,
+}
+
+/// `dataset` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Directory holding one pre-extracted cache per split (`<root>/<split>/index.json`).
+    pub root: PathBuf,
+    /// Split used for training.
+    pub train_split: String,
+    /// Split used for model selection and early stopping.
+    pub val_split: String,
+    /// Split used for the final test report.
+    pub test_split: String,
+    /// Synthetic data (`avfuse synth`, `avfuse quickstart`).
+    pub synth: SynthConfig,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("data"),
+            train_split: "train".into(),
+            val_split: "val".into(),
+            test_split: "test".into(),
+            synth: SynthConfig::default(),
+        }
+    }
+}
+
+/// `dataset.synth` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynthConfig {
+    /// Clips in the train split.
+    pub train_clips: usize,
+    /// Clips in the val split.
+    pub val_clips: usize,
+    /// Clips in the test split.
+    pub test_clips: usize,
+    /// Dataset seed: the same seed gives byte-identical files.
+    pub seed: u64,
+    /// Video frames per clip (25 fps).
+    pub frames: usize,
+    /// Frame side in pixels (square RGB frames).
+    pub image_size: usize,
+    /// Fraction of fake clips, split equally between the three fake kinds.
+    pub fake_fraction: f32,
+    /// Clips per safetensors shard.
+    pub shard_size: usize,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        Self {
+            train_clips: 1600,
+            val_clips: 400,
+            test_clips: 600,
+            seed: 7,
+            frames: 16,
+            image_size: 64,
+            fake_fraction: 0.5,
+            shard_size: 256,
+        }
+    }
+}
+
+/// `model` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Video branch.
+    pub video: EncoderConfig,
+    /// Audio branch.
+    pub audio: EncoderConfig,
+    /// Classification head.
+    pub head: HeadConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            video: EncoderConfig::default(),
+            audio: EncoderConfig::default(),
+            head: HeadConfig::default(),
+        }
+    }
+}
+
+/// `model.video` / `model.audio` sections.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// Build and use this modality's branch.
+    pub enabled: bool,
+    /// Conv channels per layer.
+    pub channels: Vec<usize>,
+    /// Embedding size per time step.
+    pub embed_dim: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            channels: vec![16, 32, 32],
+            embed_dim: 32,
+        }
+    }
+}
+
+/// `model.head` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeadConfig {
+    /// Hidden width of the MLP head.
+    pub hidden: usize,
+    /// Dropout before each head layer, in [0, 1).
+    pub dropout: f64,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 64,
+            dropout: 0.2,
+        }
+    }
+}
+
+/// Fusion strategies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FusionStrategy {
+    /// Per-time-step concatenation of the modality embeddings.
+    Concat,
+}
+
+/// `fusion` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FusionConfig {
+    /// How modality embeddings are combined.
+    pub strategy: FusionStrategy,
+    /// Width of the fused representation.
+    pub dim: usize,
+    /// Probability, per training sample, that one of its modalities is blanked (presence 0).
+    /// Never blanks every modality of a sample. 0 disables modality dropout.
+    pub modality_dropout_prob: f64,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        Self {
+            strategy: FusionStrategy::Concat,
+            dim: 64,
+            modality_dropout_prob: 0.0,
+        }
+    }
+}
+
+/// Metrics that can drive model selection and early stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionMetric {
+    /// Validation ROC AUC (higher is better).
+    Auc,
+    /// Validation average precision (higher is better).
+    Ap,
+    /// Validation accuracy at the evaluation threshold (higher is better).
+    Accuracy,
+    /// Validation F1 at the evaluation threshold (higher is better).
+    F1,
+    /// Validation loss (lower is better).
+    Loss,
+}
+
+impl SelectionMetric {
+    /// True when larger values are better.
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, SelectionMetric::Loss)
+    }
+
+    /// Name used in logs and metrics files.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectionMetric::Auc => "auc",
+            SelectionMetric::Ap => "ap",
+            SelectionMetric::Accuracy => "accuracy",
+            SelectionMetric::F1 => "f1",
+            SelectionMetric::Loss => "loss",
+        }
+    }
+}
+
+/// `training.early_stopping` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EarlyStoppingConfig {
+    /// Validation metric that selects the best checkpoint and drives early stopping.
+    pub metric: SelectionMetric,
+    /// Epochs without an improvement of at least `min_delta` before training stops;
+    /// 0 disables early stopping.
+    pub patience: usize,
+    /// Smallest change of the metric that counts as an improvement (absolute).
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        Self {
+            metric: SelectionMetric::Auc,
+            patience: 4,
+            min_delta: 1e-3,
+        }
+    }
+}
+
+/// `training` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Seed for initialisation, shuffling and dropout masks.
+    pub seed: u64,
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Clips per optimiser step.
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW; PyTorch default 1e-2).
+    pub weight_decay: f64,
+    /// AdamW beta1.
+    pub beta1: f64,
+    /// AdamW beta2.
+    pub beta2: f64,
+    /// AdamW epsilon (PyTorch default 1e-8).
+    pub eps: f64,
+    /// Linear warm-up length in epochs (fractions allowed), then cosine decay.
+    pub warmup_epochs: f64,
+    /// Learning rate at the end of the cosine decay (eta_min).
+    pub min_lr: f64,
+    /// Early stopping and best-checkpoint selection.
+    pub early_stopping: EarlyStoppingConfig,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            epochs: 12,
+            batch_size: 32,
+            lr: 2e-3,
+            weight_decay: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            warmup_epochs: 1.0,
+            min_lr: 1e-5,
+            early_stopping: EarlyStoppingConfig::default(),
+        }
+    }
+}
+
+/// `evaluation` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Clips per inference batch.
+    pub batch_size: usize,
+    /// A clip is predicted fake when its probability is >= threshold.
+    pub threshold: f64,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            threshold: 0.5,
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Progress summaries (default).
+    Info,
+    /// Per-step details.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// `logging` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Log verbosity (`RUST_LOG` overrides it).
+    pub level: LogLevel,
+    /// Show progress bars (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+            progress: true,
+        }
+    }
+}
+
+fn range_err(key: &str, value: impl Display, expected: &str) -> TrainError {
+    TrainError::Config(format!("{key} = {value}: {expected}"))
+}
+
+fn check_unit(key: &str, v: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(range_err(key, v, "must be in [0, 1]"))
+    }
+}
+
+fn check_positive(key: &str, v: usize) -> Result<()> {
+    if v >= 1 {
+        Ok(())
+    } else {
+        Err(range_err(key, v, "must be >= 1"))
+    }
+}
+
+impl Config {
+    /// Load a config: `file` (or the defaults when `None`), then each `key=value` override.
+    /// The result is validated.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+                let v: Value = serde_yaml::from_str(&text).map_err(|e| {
+                    TrainError::Config(format!("{}: invalid YAML: {e}", path.display()))
+                })?;
+                match v {
+                    Value::Null => Value::Mapping(Mapping::new()),
+                    Value::Mapping(_) => v,
+                    _ => {
+                        return Err(TrainError::Config(format!(
+                            "{}: the top level must be a mapping of sections",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            None => Value::Mapping(Mapping::new()),
+        };
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        let source = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "config".into());
+        let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                TrainError::Config(format!("{source}: {inner}"))
+            } else {
+                TrainError::Config(format!("{source}: {path}: {inner}"))
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Range-check every value. Errors name the key and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.dataset.synth;
+        check_positive("dataset.synth.train_clips", s.train_clips)?;
+        check_positive("dataset.synth.val_clips", s.val_clips)?;
+        check_positive("dataset.synth.test_clips", s.test_clips)?;
+        if !(4..=256).contains(&s.frames) {
+            return Err(range_err(
+                "dataset.synth.frames",
+                s.frames,
+                "must be in [4, 256]",
+            ));
+        }
+        if !(16..=512).contains(&s.image_size) || s.image_size % 4 != 0 {
+            return Err(range_err(
+                "dataset.synth.image_size",
+                s.image_size,
+                "must be a multiple of 4 in [16, 512]",
+            ));
+        }
+        check_unit("dataset.synth.fake_fraction", f64::from(s.fake_fraction))?;
+        check_positive("dataset.synth.shard_size", s.shard_size)?;
+        for (key, split) in [
+            ("dataset.train_split", &self.dataset.train_split),
+            ("dataset.val_split", &self.dataset.val_split),
+            ("dataset.test_split", &self.dataset.test_split),
+        ] {
+            let ok = !split.is_empty()
+                && split
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !ok {
+                return Err(range_err(
+                    key,
+                    format!("{split:?}"),
+                    "must be a non-empty name of [A-Za-z0-9_-]",
+                ));
+            }
+        }
+        check_unit(
+            "fusion.modality_dropout_prob",
+            self.fusion.modality_dropout_prob,
+        )?;
+        let t = &self.training;
+        check_positive("training.epochs", t.epochs)?;
+        check_positive("training.batch_size", t.batch_size)?;
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return Err(range_err(
+                "training.lr",
+                t.lr,
+                "must be a finite number > 0",
+            ));
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return Err(range_err(
+                "training.weight_decay",
+                t.weight_decay,
+                "must be >= 0",
+            ));
+        }
+        for (key, v) in [("training.beta1", t.beta1), ("training.beta2", t.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(range_err(key, v, "must be in [0, 1)"));
+            }
+        }
+        if !(t.eps > 0.0 && t.eps.is_finite()) {
+            return Err(range_err(
+                "training.eps",
+                t.eps,
+                "must be a finite number > 0",
+            ));
+        }
+        if !(t.warmup_epochs >= 0.0 && t.warmup_epochs <= t.epochs as f64) {
+            return Err(range_err(
+                "training.warmup_epochs",
+                t.warmup_epochs,
+                &format!("must be in [0, training.epochs = {}]", t.epochs),
+            ));
+        }
+        if !(t.min_lr >= 0.0 && t.min_lr <= t.lr) {
+            return Err(range_err(
+                "training.min_lr",
+                t.min_lr,
+                &format!("must be in [0, training.lr = {}]", t.lr),
+            ));
+        }
+        if !(t.early_stopping.min_delta >= 0.0 && t.early_stopping.min_delta.is_finite()) {
+            return Err(range_err(
+                "training.early_stopping.min_delta",
+                t.early_stopping.min_delta,
+                "must be >= 0",
+            ));
+        }
+        check_positive("evaluation.batch_size", self.evaluation.batch_size)?;
+        check_unit("evaluation.threshold", self.evaluation.threshold)?;
+        self.model_config().validate()?;
+        Ok(())
+    }
+
+    /// The model configuration these settings describe.
+    pub fn model_config(&self) -> AvModelConfig {
+        let m = &self.model;
+        AvModelConfig::new(
+            FrameCnnConfig::new()
+                .with_channels(m.video.channels.clone())
+                .with_embed_dim(m.video.embed_dim),
+            MelCnnConfig::new()
+                .with_channels(m.audio.channels.clone())
+                .with_embed_dim(m.audio.embed_dim),
+        )
+        .with_enable_video(m.video.enabled)
+        .with_enable_audio(m.audio.enabled)
+        .with_fusion_dim(self.fusion.dim)
+        .with_head_hidden(m.head.hidden)
+        .with_head_dropout(m.head.dropout)
+    }
+
+    /// The configuration as YAML (what checkpoints and run directories record).
+    pub fn to_yaml(&self) -> String {
+        // Serialising plain structs of numbers, strings and lists cannot fail.
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Apply one `key.path=value` override to the YAML tree. The value is parsed as YAML
+/// (`3e-4`, `true`, `[16, 32]`, `auc`); intermediate sections are created as needed, and
+/// unknown keys are reported when the tree is deserialised.
+fn apply_override(tree: &mut Value, item: &str) -> Result<()> {
+    let (key, raw) = item.split_once('=').ok_or_else(|| {
+        TrainError::Config(format!(
+            "--set {item:?}: expected key=value, e.g. training.lr=3e-4"
+        ))
+    })?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(TrainError::Config(format!(
+            "--set {item:?}: empty key segment"
+        )));
+    }
+    let value: Value = serde_yaml::from_str(raw.trim())
+        .map_err(|e| TrainError::Config(format!("--set {key}: cannot parse value {raw:?}: {e}")))?;
+    let mut node = tree;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let map = match node {
+            Value::Mapping(m) => m,
+            other => {
+                return Err(TrainError::Config(format!(
+                    "--set {key}: {} is a value ({other:?}), not a section",
+                    parts[..i].join(".")
+                )));
+            }
+        };
+        let k = Value::String((*part).to_string());
+        if i + 1 == parts.len() {
+            map.insert(k, value);
+            return Ok(());
+        }
+        node = map
+            .entry(k)
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(yaml: &str, sets: &[&str]) -> Result<Config> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(Some(f.path()), &sets)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::load(None, &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(load_str("", &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_range() {
+        let e = load_str("fusion:\n  modality_dropout_prob: 1.5\n", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "fusion.modality_dropout_prob = 1.5: must be in [0, 1]"
+        );
+        let e = load_str("", &["training.lr=-1"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "training.lr = -1: must be a finite number > 0"
+        );
+        let e = load_str("", &["training.beta2=1.0"]).unwrap_err();
+        assert_eq!(e.to_string(), "training.beta2 = 1: must be in [0, 1)");
+        let e = load_str("", &["model.video.channels=[]"]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("model.video.channels = []"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let e = load_str("fusion:\n  modality_dropout_probb: 0.1\n", &[]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("fusion.modality_dropout_probb"), "{msg}");
+        assert!(msg.contains("unknown field"), "{msg}");
+        let e = load_str("", &["trainig.lr=1e-3"]).unwrap_err().to_string();
+        assert!(e.contains("trainig") && e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_enum_are_named() {
+        let e = load_str("training:\n  epochs: many\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("training.epochs"), "{e}");
+        let e = load_str("", &["fusion.strategy=gated"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fusion.strategy") && e.contains("concat"), "{e}");
+    }
+
+    #[test]
+    fn malformed_yaml_and_missing_file_are_errors() {
+        let e = load_str("training: [unclosed\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid YAML"), "{e}");
+        let e = Config::load(Some(Path::new("/nonexistent/avfuse.yaml")), &[]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/nonexistent/avfuse.yaml:"),
+            "{e}"
+        );
+        let e = load_str("- a\n- b\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("top level must be a mapping"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_on_top_of_the_file() {
+        let c = load_str(
+            "training:\n  lr: 0.01\n",
+            &["training.lr=3e-4", "training.early_stopping.metric=ap"],
+        )
+        .unwrap();
+        assert_eq!(c.training.lr, 3e-4);
+        assert_eq!(c.training.early_stopping.metric, SelectionMetric::Ap);
+        let e = load_str("", &["training.lr"]).unwrap_err().to_string();
+        assert!(e.contains("expected key=value"), "{e}");
+        let e = load_str("", &["training.lr.x=1"]).unwrap_err().to_string();
+        assert!(e.contains("not a section"), "{e}");
+    }
+
+    #[test]
+    fn yaml_round_trip() {
+        let c = load_str("", &["training.epochs=3", "model.audio.enabled=false"]).unwrap();
+        let back: Config = serde_yaml::from_str(&c.to_yaml()).unwrap();
+        assert_eq!(back, c);
+    }
+}
+
+#[cfg(test)]
+mod documented_defaults {
+    use super::*;
+
+    /// `configs/quickstart.yaml` documents every key with its default: keep them equal.
+    #[test]
+    fn quickstart_yaml_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/quickstart.yaml");
+        let from_file = Config::load(Some(&path), &[]).unwrap();
+        assert_eq!(from_file, Config::default());
+        // And it mentions every key: re-serialising the defaults yields no key it lacks.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let yaml: Value = serde_yaml::from_str(&Config::default().to_yaml()).unwrap();
+        fn keys(v: &Value, out: &mut Vec<String>) {
+            if let Value::Mapping(m) = v {
+                for (k, v) in m {
+                    if let Value::String(k) = k {
+                        out.push(k.clone());
+                    }
+                    keys(v, out);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        keys(&yaml, &mut all);
+        for k in all {
+            assert!(
+                text.contains(&format!("{k}:")),
+                "configs/quickstart.yaml does not document `{k}`"
+            );
+        }
+    }
+}

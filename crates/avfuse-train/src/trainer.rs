@@ -1,0 +1,511 @@
+//! The training loop: AdamW, warm-up + cosine schedule, early stopping, atomic checkpoints,
+//! exact resume, a progress bar and `metrics.jsonl`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use avfuse_media::io::atomic_write;
+use avfuse_metrics::binary_report;
+use avfuse_models::AvModel;
+use avfuse_nn::modality_dropout::drop_sample;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::store::ModuleRecord;
+use burn::tensor::activation::relu;
+use burn::tensor::{Bytes, Device, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::checkpoint::{Checkpoint, CheckpointMeta};
+use crate::config::{Config, SelectionMetric};
+use crate::data::{Dataset, ModalitySet};
+use crate::error::{Result, TrainError};
+use crate::predict::predict;
+use crate::schedule::{EarlyStopping, WarmupCosine};
+
+/// Burn version the workspace pins (recorded in checkpoints).
+pub const BURN_VERSION: &str = "0.22.1";
+
+/// File names inside a run directory.
+pub mod files {
+    /// The configuration of the run.
+    pub const CONFIG: &str = "config.yaml";
+    /// One JSON object per epoch.
+    pub const METRICS: &str = "metrics.jsonl";
+    /// Checkpoint directory.
+    pub const CHECKPOINTS: &str = "checkpoints";
+    /// Checkpoint of the last completed epoch.
+    pub const LAST: &str = "last.avfc";
+    /// Checkpoint of the best epoch by the selection metric.
+    pub const BEST: &str = "best.avfc";
+}
+
+/// How to run [`train`].
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Directory holding `train`/`val` splits (overrides `dataset.root`).
+    pub data_root: PathBuf,
+    /// Run directory: config, metrics and checkpoints go here.
+    pub out_dir: PathBuf,
+    /// Continue the run in `out_dir` from its last checkpoint.
+    pub resume: bool,
+    /// Compute device (without autodiff; the trainer adds it).
+    pub device: Device,
+    /// Draw progress bars (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainOutcome {
+    /// Epochs completed in total (including those before a resume).
+    pub epochs_completed: usize,
+    /// Optimiser steps taken in total.
+    pub steps: usize,
+    /// Selection metric name.
+    pub metric: &'static str,
+    /// Its best validation value.
+    pub best_value: Option<f64>,
+    /// Epoch of the best value.
+    pub best_epoch: usize,
+    /// True when early stopping ended the run.
+    pub stopped_early: bool,
+    /// Wall-clock seconds spent in training epochs (including before a resume).
+    pub train_seconds: f64,
+    /// Path of the best checkpoint.
+    pub best_checkpoint: PathBuf,
+    /// Path of the last checkpoint.
+    pub last_checkpoint: PathBuf,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+struct EpochRecord {
+    epoch: usize,
+    step: usize,
+    lr: f64,
+    train_loss: f64,
+    val_loss: f64,
+    val_auc: Option<f64>,
+    val_ap: Option<f64>,
+    val_accuracy: f64,
+    val_f1: f64,
+    epoch_seconds: f64,
+    clips_per_second: f64,
+    dropped_video: usize,
+    dropped_audio: usize,
+    best: bool,
+}
+
+/// Mix a seed with a stream id (splitmix64), so each epoch gets independent streams.
+fn derive_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Build the model described by a checkpoint and load its weights onto `device`.
+pub fn load_model(ckpt: &Checkpoint, path: &Path, device: &Device) -> Result<AvModel> {
+    let model = ckpt.meta.config.model_config().init(device)?;
+    let record =
+        ModuleRecord::from_bytes(Bytes::from_bytes_vec(ckpt.model.clone())).map_err(|e| {
+            TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                detail: format!("bad model record: {e}"),
+            }
+        })?;
+    model
+        .try_load_record(record)
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            detail: format!("weights do not fit the configured model: {e}"),
+        })
+}
+
+fn model_bytes(model: &AvModel) -> Result<Vec<u8>> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::Device(format!("cannot serialise model weights: {e}")))?;
+    Ok(bytes.to_vec())
+}
+
+/// The parts of two configs that must agree for a resume (everything except the epoch
+/// budget, early-stopping patience, evaluation and logging settings).
+fn resume_differences(a: &Config, b: &Config) -> Vec<&'static str> {
+    let mut diffs = Vec::new();
+    if a.dataset != b.dataset {
+        diffs.push("dataset");
+    }
+    if a.model != b.model {
+        diffs.push("model");
+    }
+    if a.fusion != b.fusion {
+        diffs.push("fusion");
+    }
+    let (mut ta, mut tb) = (a.training.clone(), b.training.clone());
+    ta.epochs = 0;
+    tb.epochs = 0;
+    ta.early_stopping.patience = 0;
+    tb.early_stopping.patience = 0;
+    if ta != tb {
+        diffs.push("training (other than epochs and early_stopping.patience)");
+    }
+    diffs
+}
+
+fn progress_bar(len: u64, enabled: bool, prefix: String) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(
+        Some(len),
+        if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} clips {msg} ({elapsed}, eta {eta})",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_prefix(prefix);
+    pb
+}
+
+/// Check that `dir` can be created and written, without leaving anything behind in it.
+pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    tempfile::NamedTempFile::new_in(dir).map_err(|e| TrainError::io(dir, e))?;
+    Ok(())
+}
+
+/// Train a model as `cfg` says. Returns when the epoch budget is spent or early stopping
+/// triggers; `out_dir` then holds `config.yaml`, `metrics.jsonl` and
+/// `checkpoints/{last,best}.avfc`.
+///
+/// Nothing is written before the data has loaded and the output directory proved writable.
+/// Without `resume`, a run directory that already holds checkpoints is refused (no silent
+/// overwrite). With `resume`, training restarts after the last completed epoch with the
+/// saved model, optimiser, schedule position, early-stopping state and RNG streams (derived
+/// from `(seed, epoch)`), so a resumed run continues exactly as an uninterrupted one would.
+pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
+    cfg.validate()?;
+    let t = &cfg.training;
+    let ckpt_dir = opts.out_dir.join(files::CHECKPOINTS);
+    let last_path = ckpt_dir.join(files::LAST);
+    let best_path = ckpt_dir.join(files::BEST);
+
+    let resumed = if opts.resume {
+        if !last_path.is_file() {
+            return Err(TrainError::Config(format!(
+                "--resume: {} does not exist; start a new run without --resume",
+                last_path.display()
+            )));
+        }
+        let ckpt = Checkpoint::load(&last_path)?;
+        let diffs = resume_differences(&ckpt.meta.config, cfg);
+        if !diffs.is_empty() {
+            return Err(TrainError::Config(format!(
+                "--resume: the config differs from the one {} was trained with in: {}",
+                last_path.display(),
+                diffs.join(", ")
+            )));
+        }
+        Some(ckpt)
+    } else {
+        if last_path.exists() || best_path.exists() {
+            return Err(TrainError::Config(format!(
+                "{} already holds a run ({}); pass --resume to continue it or choose another output directory",
+                opts.out_dir.display(),
+                last_path.display()
+            )));
+        }
+        None
+    };
+
+    let train_ds = Dataset::load(&opts.data_root.join(&cfg.dataset.train_split))?;
+    let val_ds = Dataset::load(&opts.data_root.join(&cfg.dataset.val_split))?;
+    val_ds.check_layout(&train_ds.layout)?;
+    let model_cfg = cfg.model_config();
+    if train_ds.layout.mel_frames_per_step != model_cfg.audio.mel_frames_per_step {
+        return Err(TrainError::Data {
+            path: train_ds.dir.clone(),
+            detail: format!(
+                "{} mel frames per video frame; the audio encoder expects {}",
+                train_ds.layout.mel_frames_per_step, model_cfg.audio.mel_frames_per_step
+            ),
+        });
+    }
+    ensure_writable_dir(&ckpt_dir)?;
+    atomic_write(&opts.out_dir.join(files::CONFIG), cfg.to_yaml().as_bytes())?;
+
+    let device = opts.device.clone();
+    let ad_device = device.clone().autodiff();
+    let norm = match &resumed {
+        Some(c) => c.meta.normalizer,
+        None => train_ds.normalizer(),
+    };
+    ad_device.seed(t.seed);
+    let mut model = model_cfg.init(&ad_device)?;
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(t.beta1 as f32)
+        .with_beta_2(t.beta2 as f32)
+        .with_epsilon(t.eps as f32)
+        .with_weight_decay(t.weight_decay as f32)
+        .init();
+
+    let n_train = train_ds.len();
+    let steps_per_epoch = n_train.div_ceil(t.batch_size);
+    let schedule = WarmupCosine {
+        base_lr: t.lr,
+        min_lr: t.min_lr,
+        warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as usize,
+        total_steps: t.epochs * steps_per_epoch,
+    };
+    let metric = t.early_stopping.metric;
+    let mut early = EarlyStopping::new(
+        metric.higher_is_better(),
+        t.early_stopping.patience,
+        t.early_stopping.min_delta,
+    );
+    let (mut epoch_done, mut step, mut train_seconds) = (0usize, 0usize, 0.0f64);
+    let metrics_path = opts.out_dir.join(files::METRICS);
+
+    if let Some(ckpt) = &resumed {
+        model = load_model(ckpt, &last_path, &ad_device)?;
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone()))
+            .map_err(|e| TrainError::Checkpoint {
+                path: last_path.clone(),
+                detail: format!("bad optimiser state: {e}"),
+            })?;
+        epoch_done = ckpt.meta.epoch;
+        step = ckpt.meta.step;
+        train_seconds = ckpt.meta.train_seconds;
+        early = ckpt.meta.early_stopping.clone();
+        early.patience = t.early_stopping.patience;
+        // Keep the metrics lines of the epochs the checkpoint covers; later ones (written
+        // after the checkpoint, before a crash) are replayed.
+        if let Ok(text) = std::fs::read_to_string(&metrics_path) {
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
+                        .is_some_and(|e| e as usize <= epoch_done)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            atomic_write(&metrics_path, kept.as_bytes())?;
+        }
+        info!(epoch = epoch_done, step, path = %last_path.display(), "resuming");
+    } else {
+        atomic_write(&metrics_path, b"")?;
+    }
+
+    info!(
+        train = n_train,
+        val = val_ds.len(),
+        params = model.num_params(),
+        steps_per_epoch,
+        "training on {:?}",
+        device
+    );
+    let layout = train_ds.layout;
+    let mut stopped_early = early.should_stop();
+    while epoch_done < t.epochs && !stopped_early {
+        let epoch = epoch_done + 1;
+        let started = Instant::now();
+        let mut order: Vec<usize> = (0..n_train).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+            t.seed,
+            epoch as u64,
+        )));
+        ad_device.seed(derive_seed(t.seed ^ 0xD80F_D80F, epoch as u64));
+
+        let pb = progress_bar(
+            n_train as u64,
+            opts.progress && cfg.logging.progress,
+            format!("epoch {epoch}/{}", t.epochs),
+        );
+        let (mut loss_sum, mut dropped) = (0.0f64, [0usize; 2]);
+        let mut lr = schedule.lr(step);
+        for batch in order.chunks(t.batch_size) {
+            let presence: Vec<[u8; 2]> = batch
+                .iter()
+                .map(|&i| {
+                    let mut p = train_ds.presence(i);
+                    if let Some(m) = drop_sample(
+                        &mut p,
+                        cfg.fusion.modality_dropout_prob,
+                        t.seed,
+                        epoch as u64,
+                        i as u64,
+                    ) {
+                        dropped[m] += 1;
+                        debug!(epoch, clip = i, modality = m, "modality dropout");
+                    }
+                    p
+                })
+                .collect();
+            let input = train_ds.batch(batch, &presence, &norm, &ad_device);
+            let y = train_ds.labels(batch, &ad_device);
+            let x = model.forward(input);
+            let loss: Tensor<1> =
+                (relu(x.clone()) - x.clone() * y + x.abs().neg().exp().log1p()).mean();
+            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            if !loss_value.is_finite() {
+                pb.abandon();
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step,
+                    loss: loss_value,
+                });
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            lr = schedule.lr(step);
+            model = optim.step(lr, model, grads);
+            debug!(epoch, step, loss = loss_value, lr, "step");
+            step += 1;
+            loss_sum += loss_value * batch.len() as f64;
+            pb.inc(batch.len() as u64);
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "loss {:.4} lr {lr:.2e} {:.0} clips/s",
+                loss_value,
+                pb.position() as f64 / secs
+            ));
+        }
+        pb.finish_and_clear();
+        let train_elapsed = started.elapsed().as_secs_f64();
+
+        let eval_model = model.valid();
+        let val_presence = val_ds.presence_for(ModalitySet::Both);
+        let preds = predict(
+            &eval_model,
+            &val_ds,
+            &val_presence,
+            &norm,
+            cfg.evaluation.batch_size,
+            &device,
+        )?;
+        let report = binary_report(&val_ds.data.labels, &preds.probs, cfg.evaluation.threshold)?;
+        let value = match metric {
+            SelectionMetric::Auc => report.auc,
+            SelectionMetric::Ap => report.ap,
+            SelectionMetric::Accuracy => Some(report.accuracy),
+            SelectionMetric::F1 => Some(report.f1),
+            SelectionMetric::Loss => Some(preds.loss),
+        }
+        .ok_or_else(|| TrainError::Data {
+            path: val_ds.dir.clone(),
+            detail: format!(
+                "validation {} is undefined: the split holds a single class",
+                metric.name()
+            ),
+        })?;
+        let is_best = early.update(epoch, value);
+        stopped_early = early.should_stop();
+        train_seconds += started.elapsed().as_secs_f64();
+        epoch_done = epoch;
+
+        let record = EpochRecord {
+            epoch,
+            step,
+            lr,
+            train_loss: loss_sum / n_train as f64,
+            val_loss: preds.loss,
+            val_auc: report.auc,
+            val_ap: report.ap,
+            val_accuracy: report.accuracy,
+            val_f1: report.f1,
+            epoch_seconds: started.elapsed().as_secs_f64(),
+            clips_per_second: n_train as f64 / train_elapsed.max(1e-9),
+            dropped_video: dropped[0],
+            dropped_audio: dropped[1],
+            best: is_best,
+        };
+        let ckpt = Checkpoint {
+            meta: CheckpointMeta {
+                avfuse_version: env!("CARGO_PKG_VERSION").to_string(),
+                burn_version: BURN_VERSION.to_string(),
+                config: cfg.clone(),
+                normalizer: norm,
+                layout,
+                labels: vec!["real".into(), "fake".into()],
+                epoch,
+                step,
+                early_stopping: early.clone(),
+                val_metrics: serde_json::to_value(&record).unwrap_or_default(),
+                train_seconds,
+            },
+            model: model_bytes(&model)?,
+            optimizer: optim
+                .into_bytes()
+                .map_err(|e| TrainError::Device(format!("cannot serialise optimiser state: {e}")))?
+                .to_vec(),
+        };
+        ckpt.save(&last_path)?;
+        if is_best {
+            // The best checkpoint carries no optimiser state: it is for evaluation and serving.
+            Checkpoint {
+                optimizer: Vec::new(),
+                ..ckpt
+            }
+            .save(&best_path)?;
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .map_err(|e| TrainError::io(&metrics_path, e))?;
+        let line = serde_json::to_string(&record).unwrap_or_default();
+        writeln!(f, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
+        info!(
+            "epoch {epoch}/{}: train_loss {:.4} val_loss {:.4} val_{} {:.4}{} ({:.1}s, {:.0} clips/s)",
+            t.epochs,
+            record.train_loss,
+            record.val_loss,
+            metric.name(),
+            value,
+            if is_best { " *best*" } else { "" },
+            record.epoch_seconds,
+            record.clips_per_second
+        );
+        if cfg.fusion.modality_dropout_prob > 0.0 {
+            info!(
+                epoch,
+                video = dropped[0],
+                audio = dropped[1],
+                "modality dropout: samples blanked per modality"
+            );
+        }
+    }
+    if stopped_early {
+        info!(
+            epoch = epoch_done,
+            best_epoch = early.best_epoch,
+            "early stopping"
+        );
+    }
+    Ok(TrainOutcome {
+        epochs_completed: epoch_done,
+        steps: step,
+        metric: metric.name(),
+        best_value: early.best,
+        best_epoch: early.best_epoch,
+        stopped_early,
+        train_seconds,
+        best_checkpoint: best_path,
+        last_checkpoint: last_path,
+    })
+}

@@ -1,0 +1,163 @@
+//! End-to-end training on a tiny synthetic dataset: checkpoints, metrics, exact resume,
+//! and refusal to overwrite or to resume with a different config.
+
+use std::path::Path;
+
+use avfuse_media::synth::{SynthConfig, synth_split};
+use avfuse_train::checkpoint::Checkpoint;
+use avfuse_train::config::Config;
+use avfuse_train::trainer::files;
+use avfuse_train::{TrainOptions, train};
+use burn::tensor::Device;
+
+fn tiny_data(root: &Path) {
+    let cfg = SynthConfig {
+        frames: 4,
+        image_size: 32,
+        ..SynthConfig::default()
+    };
+    synth_split(&cfg, root, "train", 24, 5, 16, &|_| {}).unwrap();
+    synth_split(&cfg, root, "val", 12, 5, 16, &|_| {}).unwrap();
+}
+
+fn tiny_config(epochs: usize) -> Config {
+    let sets: Vec<String> = [
+        "dataset.synth.frames=4",
+        "dataset.synth.image_size=32",
+        "model.video.channels=[4, 8]",
+        "model.video.embed_dim=8",
+        "model.audio.channels=[4, 8]",
+        "model.audio.embed_dim=8",
+        "fusion.dim=8",
+        "fusion.modality_dropout_prob=0.3",
+        "model.head.hidden=8",
+        "training.batch_size=8",
+        "training.early_stopping.patience=0",
+        "logging.progress=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("training.epochs={epochs}")])
+    .collect();
+    Config::load(None, &sets).unwrap()
+}
+
+fn opts(data: &Path, out: &Path, resume: bool) -> TrainOptions {
+    TrainOptions {
+        data_root: data.to_path_buf(),
+        out_dir: out.to_path_buf(),
+        resume,
+        device: Device::flex(),
+        progress: false,
+    }
+}
+
+/// metrics.jsonl lines without their wall-clock fields.
+fn metrics_without_timing(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join(files::METRICS))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("epoch_seconds");
+            o.remove("clips_per_second");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_continues_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_data(&data);
+
+    // Uninterrupted: 3 epochs.
+    let full = tmp.path().join("full");
+    let out = train(&tiny_config(3), &opts(&data, &full, false)).unwrap();
+    assert_eq!(out.epochs_completed, 3);
+    assert_eq!(out.steps, 9);
+    // Interrupted after 1 epoch, then resumed to 3.
+    let split = tmp.path().join("split");
+    train(&tiny_config(1), &opts(&data, &split, false)).unwrap();
+    let resumed = train(&tiny_config(3), &opts(&data, &split, true)).unwrap();
+    assert_eq!(resumed.epochs_completed, 3);
+
+    let a = Checkpoint::load(&full.join(files::CHECKPOINTS).join(files::LAST)).unwrap();
+    let b = Checkpoint::load(&split.join(files::CHECKPOINTS).join(files::LAST)).unwrap();
+    assert_eq!(a.meta.step, b.meta.step);
+    assert!(
+        a.model == b.model,
+        "resumed weights differ from the uninterrupted run"
+    );
+    assert!(
+        a.optimizer == b.optimizer,
+        "resumed optimiser state differs"
+    );
+    assert_eq!(
+        metrics_without_timing(&full),
+        metrics_without_timing(&split)
+    );
+    assert_eq!(metrics_without_timing(&full).len(), 3);
+    assert!(full.join(files::CHECKPOINTS).join(files::BEST).is_file());
+    assert!(full.join(files::CONFIG).is_file());
+}
+
+#[test]
+fn refuses_to_overwrite_and_to_resume_a_different_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_data(&data);
+    let run = tmp.path().join("run");
+    train(&tiny_config(1), &opts(&data, &run, false)).unwrap();
+    let before = std::fs::read(run.join(files::CHECKPOINTS).join(files::LAST)).unwrap();
+
+    let e = train(&tiny_config(1), &opts(&data, &run, false))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("already holds a run") && e.contains("--resume"),
+        "{e}"
+    );
+
+    let mut other = tiny_config(2);
+    other.training.lr = 1e-4;
+    let e = train(&other, &opts(&data, &run, true))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("differs") && e.contains("training"), "{e}");
+
+    let e = train(
+        &tiny_config(1),
+        &opts(&data, &tmp.path().join("fresh"), true),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("last.avfc") && e.contains("does not exist"),
+        "{e}"
+    );
+    // None of the refused calls touched the run.
+    assert_eq!(
+        std::fs::read(run.join(files::CHECKPOINTS).join(files::LAST)).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn missing_data_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let e = train(
+        &tiny_config(1),
+        &opts(&tmp.path().join("nope"), &out, false),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nope") && e.contains("no such directory"), "{e}");
+    assert!(
+        !out.exists(),
+        "a failed start must not create the run directory"
+    );
+}

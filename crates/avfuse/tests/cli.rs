@@ -1,0 +1,276 @@
+//! The binary on bad input (one-line errors, non-zero exit, nothing half-written), synth
+//! determinism through the CLI, and a tiny end-to-end quickstart.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn avfuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_avfuse"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run avfuse")
+}
+
+/// Assert failure with a single-line error mentioning every `needle`.
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(
+            lines[0].contains(n),
+            "error {:?} does not mention {n:?}",
+            lines[0]
+        );
+    }
+}
+
+const TINY: &[&str] = &[
+    "--set",
+    "dataset.synth.train_clips=16",
+    "--set",
+    "dataset.synth.val_clips=8",
+    "--set",
+    "dataset.synth.test_clips=8",
+    "--set",
+    "dataset.synth.frames=4",
+    "--set",
+    "dataset.synth.image_size=32",
+    "--set",
+    "model.video.channels=[4,8]",
+    "--set",
+    "model.audio.channels=[4,8]",
+    "--set",
+    "training.epochs=1",
+    "--set",
+    "training.batch_size=8",
+];
+
+fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn config_errors_are_one_line_and_name_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = out.to_str().unwrap();
+
+    fails_with(
+        &avfuse(&["train", "--out", o, "--config", "/no/such/cfg.yaml"]),
+        &["/no/such/cfg.yaml"],
+    );
+
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, "training: [1, 2\n").unwrap();
+    fails_with(
+        &avfuse(&["train", "--out", o, "--config", bad.to_str().unwrap()]),
+        &["bad.yaml", "invalid YAML"],
+    );
+
+    let unknown = tmp.path().join("unknown.yaml");
+    std::fs::write(&unknown, "fusion:\n  modality_dropout_probb: 0.2\n").unwrap();
+    fails_with(
+        &avfuse(&["train", "--out", o, "--config", unknown.to_str().unwrap()]),
+        &["fusion.modality_dropout_probb", "unknown field"],
+    );
+    fails_with(
+        &avfuse(&[
+            "train",
+            "--out",
+            o,
+            "--set",
+            "fusion.modality_dropout_prob=1.5",
+        ]),
+        &["fusion.modality_dropout_prob = 1.5: must be in [0, 1]"],
+    );
+    fails_with(
+        &avfuse(&["train", "--out", o, "--device", "tpu"]),
+        &["--device", "tpu"],
+    );
+    assert!(!out.exists(), "nothing may be written on a config error");
+}
+
+#[test]
+fn missing_data_and_unwritable_output_are_clean_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let missing = tmp.path().join("no-data");
+    fails_with(
+        &avfuse(&[
+            "train",
+            "--data",
+            missing.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        &["no-data", "no such directory"],
+    );
+    assert!(!out.exists());
+
+    // An output "directory" below a regular file can never be created, even as root.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("out");
+    let mut args = vec![
+        "synth",
+        "--out",
+        under_file.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(TINY);
+    fails_with(&avfuse(&args), &["file/out"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn synth_is_deterministic_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    for (dir, seed) in [(&a, "3"), (&b, "3"), (&c, "4")] {
+        let mut args = vec![
+            "synth",
+            "--out",
+            dir.to_str().unwrap(),
+            "--clips",
+            "12",
+            "--seed",
+            seed,
+            "--no-progress",
+        ];
+        args.extend_from_slice(TINY);
+        let o = avfuse(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (da, db, dc) = (dir_bytes(&a), dir_bytes(&b), dir_bytes(&c));
+    assert!(
+        da.len() >= 9,
+        "three splits with index, manifest and a shard each: {da:?}"
+    );
+    assert!(da == db, "same seed must give byte-identical files");
+    assert!(da != dc, "another seed must give other data");
+    let manifest = std::fs::read_to_string(a.join("train/manifest.jsonl")).unwrap();
+    assert_eq!(manifest.lines().count(), 8); // 70 % of 12, rounded
+    for line in manifest.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["label"].is_u64() && v["kind"].is_string() && v["seed"].is_u64(),
+            "{line}"
+        );
+    }
+
+    let mut again = vec![
+        "synth",
+        "--out",
+        a.to_str().unwrap(),
+        "--clips",
+        "12",
+        "--no-progress",
+    ];
+    again.extend_from_slice(TINY);
+    fails_with(&avfuse(&again), &["already holds", "--force"]);
+    assert!(dir_bytes(&a) == da);
+}
+
+#[test]
+fn tiny_quickstart_writes_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("qs");
+    let mut args = vec![
+        "quickstart",
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(TINY);
+    let o = avfuse(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    for key in ["auc", "ap", "accuracy", "f1"] {
+        assert!(
+            report["test"][key].is_number(),
+            "test.{key} missing: {report}"
+        );
+    }
+    for set in ["both", "video_only", "audio_only"] {
+        assert!(
+            report["robustness"][set]["auc"].is_number(),
+            "robustness.{set}.auc missing"
+        );
+    }
+    assert!(report["train_seconds"].as_f64().unwrap() > 0.0);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("video_only") && stdout.contains("audio_only"),
+        "{stdout}"
+    );
+    assert!(out.join("eval/predictions_both.csv").is_file());
+
+    // A second quickstart into the same directory needs --force.
+    fails_with(&avfuse(&args), &["--force"]);
+}
+
+#[test]
+fn every_command_documents_its_flags() {
+    for (cmd, flags) in [
+        (
+            "quickstart",
+            &["--out", "--config", "--set", "--device", "--force"][..],
+        ),
+        (
+            "synth",
+            &["--out", "--clips", "--seed", "--config", "--set", "--force"][..],
+        ),
+        (
+            "train",
+            &[
+                "--data", "--out", "--resume", "--config", "--set", "--device",
+            ][..],
+        ),
+        (
+            "eval",
+            &[
+                "--checkpoint",
+                "--data",
+                "--split",
+                "--out",
+                "--modalities",
+                "--device",
+            ][..],
+        ),
+    ] {
+        let o = avfuse(&[cmd, "--help"]);
+        assert!(o.status.success());
+        let help = String::from_utf8_lossy(&o.stdout);
+        for f in flags {
+            assert!(
+                help.contains(f),
+                "`avfuse {cmd} --help` does not mention {f}"
+            );
+        }
+    }
+}
