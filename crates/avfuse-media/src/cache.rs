@@ -240,10 +240,7 @@ pub struct ShardWriter {
 }
 
 fn validate_name(what: &str, name: &str) -> Result<(), MediaError> {
-    let ok = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\', '\0']);
+    let ok = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
     if ok {
         Ok(())
     } else {
@@ -573,7 +570,10 @@ fn tensor<'a>(
     if t.dtype() != dtype {
         return Err(MediaError::format(
             path,
-            format!("tensor `{name}` has dtype {:?}, expected {dtype:?}", t.dtype()),
+            format!(
+                "tensor `{name}` has dtype {:?}, expected {dtype:?}",
+                t.dtype()
+            ),
         ));
     }
     if t.shape() != shape {
@@ -609,10 +609,16 @@ pub fn read_shard(dir: &Path, index: &CacheIndex, shard: usize) -> Result<ShardD
     let n = entry.clips;
     let (t, s) = (index.frames, index.image_size);
     let frames = tensor(&st, &path, "frames", Dtype::U8, &[n, t, 3, s, s])?.to_vec();
-    let mel = tensor(&st, &path, "mel", Dtype::F32, &[n, index.n_mels, index.mel_frames])?
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let mel = tensor(
+        &st,
+        &path,
+        "mel",
+        Dtype::F32,
+        &[n, index.n_mels, index.mel_frames],
+    )?
+    .chunks_exact(4)
+    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    .collect();
     let labels = tensor(&st, &path, "label", Dtype::U8, &[n])?.to_vec();
     let audio_present = tensor(&st, &path, "audio_present", Dtype::U8, &[n])?.to_vec();
     let video_present = tensor(&st, &path, "video_present", Dtype::U8, &[n])?.to_vec();
@@ -635,12 +641,18 @@ pub fn read_shard(dir: &Path, index: &CacheIndex, shard: usize) -> Result<ShardD
         .and_then(|m| m.get(CLIP_IDS_KEY))
         .ok_or_else(|| MediaError::format(&path, format!("header has no `{CLIP_IDS_KEY}`")))?;
     let clip_ids: Vec<String> = serde_json::from_str(ids_json).map_err(|e| {
-        MediaError::format(&path, format!("`{CLIP_IDS_KEY}` is not a JSON string array: {e}"))
+        MediaError::format(
+            &path,
+            format!("`{CLIP_IDS_KEY}` is not a JSON string array: {e}"),
+        )
     })?;
     if clip_ids.len() != n {
         return Err(MediaError::format(
             &path,
-            format!("`{CLIP_IDS_KEY}` lists {} ids, expected {n}", clip_ids.len()),
+            format!(
+                "`{CLIP_IDS_KEY}` lists {} ids, expected {n}",
+                clip_ids.len()
+            ),
         ));
     }
     Ok(ShardData {

@@ -1,10 +1,10 @@
 //! `avfuse-media`: everything between media and tensors, free of Burn.
 //!
-//! - [`mel`]: log-mel spectrograms equal to librosa's within 1e-3 dB;
-//! - [`synth`]: synthetic audio-visual deepfake clips where fusion matters;
-//! - [`cache`]: the pre-extracted shard format (safetensors shards + index + manifest);
-//! - [`io`]: atomic (crash-safe) file writes;
-//! - [`error`]: [`MediaError`].
+//! - [`mel`] computes log-mel spectrograms equal to librosa's within 1e-3 dB;
+//! - [`synth`] generates synthetic audio-visual deepfake clips where fusion matters;
+//! - [`cache`] reads and writes the pre-extracted shard format (safetensors shards + index + manifest);
+//! - [`io`] does atomic (crash-safe) file writes;
+//! - [`error`] defines [`MediaError`], re-exported here.
 //!
 //! All buffers are plain `Vec`s with documented row-major shapes.
 

@@ -381,15 +381,15 @@ fn normal_table() -> &'static [f32; NORMAL_LEN] {
     })
 }
 
-/// Fills `out` with `x + std * N(0, 1)` samples, 5 normals per `u64` draw.
+/// Adds `std * N(0, 1)` to every value of `out`, 4 normals per `u64` draw (one per
+/// 16-bit lane, low 12 bits used).
 fn add_normal_noise(rng: &mut Rng, std: f32, out: &mut [f32]) {
     let table = normal_table();
     let mask = (NORMAL_LEN - 1) as u64;
-    for chunk in out.chunks_mut(5) {
-        let mut bits = rng.u64();
-        for x in chunk {
-            *x += std * table[(bits & mask) as usize];
-            bits >>= NORMAL_BITS;
+    for chunk in out.chunks_mut(4) {
+        let bits = rng.u64();
+        for (j, x) in chunk.iter_mut().enumerate() {
+            *x += std * table[((bits >> (16 * j)) & mask) as usize];
         }
     }
 }
@@ -436,9 +436,8 @@ impl Appearance {
         let t = rng.unit();
         let light = [235.0, 200.0, 170.0];
         let dark = [110.0, 75.0, 55.0];
-        let skin = [0, 1, 2].map(|c| {
-            (light[c] + (dark[c] - light[c]) * t + rng.uniform(-10.0, 10.0)) as f32
-        });
+        let skin = [0, 1, 2]
+            .map(|c| (light[c] + (dark[c] - light[c]) * t + rng.uniform(-10.0, 10.0)) as f32);
         let cx = 0.5 * n + rng.uniform(-4.0, 4.0) * s;
         let cy = 0.47 * n + rng.uniform(-4.0, 4.0) * s;
         let rx = rng.uniform(0.28, 0.34) * n;
@@ -658,10 +657,17 @@ fn render_video(
             n,
             px: base.px.clone(),
         };
-        t.ellipse(app.mouth_c, app.mouth_a, 0.5 * app.mouth_height(0.5), app.lip);
+        t.ellipse(
+            app.mouth_c,
+            app.mouth_a,
+            0.5 * app.mouth_height(0.5),
+            app.lip,
+        );
         t
     });
     let blur_r = ((2.0 * s).round() as usize).max(1);
+    let table = normal_table();
+    let mask = (NORMAL_LEN - 1) as u64;
     for (t, &e) in env.iter().enumerate() {
         cur.px.copy_from_slice(&base.px);
         cur.ellipse(app.mouth_c, app.mouth_a, 0.5 * app.mouth_height(e), lip);
@@ -683,11 +689,20 @@ fn render_video(
             }
             _ => {}
         }
+        let dst = &mut out[t * plane..(t + 1) * plane];
         if pixel_noise > 0.0 {
-            add_normal_noise(noise_rng, pixel_noise, &mut cur.px);
-        }
-        for (o, &v) in out[t * plane..(t + 1) * plane].iter_mut().zip(&cur.px) {
-            *o = (v + 0.5).clamp(0.0, 255.0) as u8;
+            // Fused noise + quantisation: 4 table indices per u64 draw.
+            for (o4, v4) in dst.chunks_mut(4).zip(cur.px.chunks(4)) {
+                let bits = noise_rng.u64();
+                for (j, (o, &v)) in o4.iter_mut().zip(v4).enumerate() {
+                    let z = table[((bits >> (16 * j)) & mask) as usize];
+                    *o = (v + pixel_noise * z + 0.5).clamp(0.0, 255.0) as u8;
+                }
+            }
+        } else {
+            for (o, &v) in dst.iter_mut().zip(&cur.px) {
+                *o = (v + 0.5).clamp(0.0, 255.0) as u8;
+            }
         }
     }
     out
@@ -825,13 +840,18 @@ fn render_audio(
     let mut out = vec![0.0f32; n_samples];
     let last = env.len().saturating_sub(2);
     let drift_w = std::f64::consts::TAU * voice.drift_rate / sample_rate;
+    let mut f = voice.f0;
     for (s, o) in out.iter_mut().enumerate() {
+        // Pitch drift is slow (<= 2 Hz): update it every 16 samples (1 ms at 16 kHz).
+        if s % 16 == 0 {
+            f = voice.f0
+                * (1.0 + voice.drift_depth * (drift_w * s as f64 + voice.drift_phase).sin());
+        }
         let u = (s as f64 + 0.5) / samples_per_frame - 0.5;
         let fl = u.floor();
         let frac = u - fl;
         let i = ((a0 as f64 + 1.0 + fl).max(0.0) as usize).min(last);
         let loud = f64::from(env[i]) * (1.0 - frac) + f64::from(env[i + 1]) * frac;
-        let f = voice.f0 * (1.0 + voice.drift_depth * (drift_w * s as f64 + voice.drift_phase).sin());
         phase += f / sample_rate * p;
         if phase >= p {
             phase -= p;
@@ -862,7 +882,9 @@ pub struct ClipGenerator {
 
 impl std::fmt::Debug for ClipGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipGenerator").field("cfg", &self.cfg).finish()
+        f.debug_struct("ClipGenerator")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -1052,25 +1074,26 @@ pub fn synth_split(
             })
             .collect()
     };
-    let write = |writer: &mut ShardWriter, start: usize, clips: Vec<Clip>| -> Result<(), MediaError> {
-        for (j, clip) in clips.into_iter().enumerate() {
-            let meta = ClipMeta {
-                kind: clip.kind.as_str().to_string(),
-                seed: clip.seed,
-                details: clip.details,
-            };
-            writer.push(
-                &format!("{split}-{:06}", start + j),
-                &clip.frames,
-                &clip.mel,
-                clip.kind.label(),
-                true,
-                true,
-                meta,
-            )?;
-        }
-        Ok(())
-    };
+    let write =
+        |writer: &mut ShardWriter, start: usize, clips: Vec<Clip>| -> Result<(), MediaError> {
+            for (j, clip) in clips.into_iter().enumerate() {
+                let meta = ClipMeta {
+                    kind: clip.kind.as_str().to_string(),
+                    seed: clip.seed,
+                    details: clip.details,
+                };
+                writer.push(
+                    &format!("{split}-{:06}", start + j),
+                    &clip.frames,
+                    &clip.mel,
+                    clip.kind.label(),
+                    true,
+                    true,
+                    meta,
+                )?;
+            }
+            Ok(())
+        };
 
     let mut pending: Option<(usize, Vec<Clip>)> = None;
     let mut next = 0;
@@ -1134,7 +1157,10 @@ mod tests {
         let t = normal_table();
         let mean = t.iter().map(|&v| f64::from(v)).sum::<f64>() / t.len() as f64;
         let var = t.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / t.len() as f64;
-        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "{mean} {var}");
+        assert!(
+            mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5,
+            "{mean} {var}"
+        );
         assert!((inv_normal_cdf(0.975) - 1.959_963_985).abs() < 1e-7);
         assert!((inv_normal_cdf(0.001) + 3.090_232_306).abs() < 1e-7);
     }
@@ -1147,7 +1173,10 @@ mod tests {
                 .entry(kind_for_seed(clip_seed(1, "x", i), 0.5))
                 .or_insert(0usize) += 1;
         }
-        assert!((1850..2150).contains(&counts[&ClipKind::Real]), "{counts:?}");
+        assert!(
+            (1850..2150).contains(&counts[&ClipKind::Real]),
+            "{counts:?}"
+        );
         for k in ClipKind::FAKES {
             assert!((560..780).contains(&counts[&k]), "{counts:?}");
         }
@@ -1184,7 +1213,10 @@ mod tests {
     fn kind_str_round_trip() {
         for k in ClipKind::ALL {
             assert_eq!(k.as_str().parse::<ClipKind>().unwrap(), k);
-            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
         }
         assert!("fake".parse::<ClipKind>().is_err());
     }
@@ -1195,7 +1227,12 @@ mod tests {
             max_offset_frames: 2,
             ..SynthConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("max_offset_frames"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_offset_frames")
+        );
         let c = SynthConfig {
             image_size: 8,
             ..SynthConfig::default()
@@ -1205,7 +1242,12 @@ mod tests {
             fake_fraction: 1.5,
             ..SynthConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("fake_fraction"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("fake_fraction")
+        );
         assert!(validate_split_name("../x").is_err());
         assert!(validate_split_name("train").is_ok());
     }

@@ -38,7 +38,12 @@ fn log_mel_matches_librosa_within_1e_3_db() {
             if d > worst.0 {
                 worst = (
                     d,
-                    format!("{} mel {} frame {}: {g} vs {e}", case.name, i / n_frames, i % n_frames),
+                    format!(
+                        "{} mel {} frame {}: {g} vs {e}",
+                        case.name,
+                        i / n_frames,
+                        i % n_frames
+                    ),
                 );
             }
         }

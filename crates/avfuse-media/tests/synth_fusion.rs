@@ -47,13 +47,23 @@ fn features(g: &ClipGenerator, kind: ClipKind, seed: u64) -> Features {
         .collect();
     let m = c.mel_frames();
     let n_mels = c.mel.n_mels;
-    let col_mean = |col: usize| (0..n_mels).map(|b| f64::from(clip.mel[b * m + col])).sum::<f64>() / n_mels as f64;
+    let col_mean = |col: usize| {
+        (0..n_mels)
+            .map(|b| f64::from(clip.mel[b * m + col]))
+            .sum::<f64>()
+            / n_mels as f64
+    };
     let energy = (0..c.frames)
         .map(|t| (4 * t..4 * t + 4).map(col_mean).sum::<f64>() / 4.0)
         .collect();
     let mean_db = clip.mel.iter().map(|&v| f64::from(v)).sum::<f64>() / clip.mel.len() as f64;
     let lead_db = (0..4).map(col_mean).sum::<f64>() / 4.0;
-    let audio_power = clip.audio.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / clip.audio.len() as f64;
+    let audio_power = clip
+        .audio
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum::<f64>()
+        / clip.audio.len() as f64;
     Features {
         kind,
         darkness,
@@ -63,6 +73,9 @@ fn features(g: &ClipGenerator, kind: ClipKind, seed: u64) -> Features {
         audio_power,
     }
 }
+
+/// A per-clip scalar statistic.
+type Stat = fn(&Features) -> f64;
 
 fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
@@ -95,8 +108,8 @@ fn auc(pos: &[f64], neg: &[f64]) -> f64 {
 
 fn dataset() -> Vec<Features> {
     let g = ClipGenerator::new(&cfg()).unwrap();
-    // 100 real, 50 of each fake kind; independent seeds per clip.
-    let jobs: Vec<(ClipKind, u64)> = (0..250u64)
+    // 160 real, 80 of each fake kind; independent seeds per clip.
+    let jobs: Vec<(ClipKind, u64)> = (0..400u64)
         .map(|i| {
             let kind = match i % 5 {
                 0 | 1 => ClipKind::Real,
@@ -111,7 +124,10 @@ fn dataset() -> Vec<Features> {
 }
 
 fn stat(data: &[Features], kinds: &[ClipKind], f: impl Fn(&Features) -> f64) -> Vec<f64> {
-    data.iter().filter(|d| kinds.contains(&d.kind)).map(f).collect()
+    data.iter()
+        .filter(|d| kinds.contains(&d.kind))
+        .map(f)
+        .collect()
 }
 
 #[test]
@@ -124,9 +140,16 @@ fn fusion_is_needed() {
 
     // Audio-visual agreement separates real from desync / audio swap.
     let auc_av = auc(&stat(&data, &real, corr), &stat(&data, &av_fakes, corr));
-    let auc_desync = auc(&stat(&data, &real, corr), &stat(&data, &[ClipKind::Desync], corr));
-    let auc_swap = auc(&stat(&data, &real, corr), &stat(&data, &[ClipKind::AudioSwap], corr));
-    let mean_real_corr = stat(&data, &real, corr).iter().sum::<f64>() / 100.0;
+    let auc_desync = auc(
+        &stat(&data, &real, corr),
+        &stat(&data, &[ClipKind::Desync], corr),
+    );
+    let auc_swap = auc(
+        &stat(&data, &real, corr),
+        &stat(&data, &[ClipKind::AudioSwap], corr),
+    );
+    let real_corr = stat(&data, &real, corr);
+    let mean_real_corr = real_corr.iter().sum::<f64>() / real_corr.len() as f64;
     eprintln!(
         "AV correlation AUC: real vs desync+swap {auc_av:.3} (desync {auc_desync:.3}, swap {auc_swap:.3}); mean real corr {mean_real_corr:.3}"
     );
@@ -134,7 +157,7 @@ fn fusion_is_needed() {
     assert!(auc_desync > 0.85 && auc_swap > 0.85);
 
     // Audio-only statistics do not separate real from any fakes.
-    let audio_stats: [(&str, fn(&Features) -> f64); 4] = [
+    let audio_stats: [(&str, Stat); 4] = [
         ("mean mel dB", |d| d.mean_db),
         ("mean audio power", |d| d.audio_power),
         ("leading mel dB (first 4 columns)", |d| d.lead_db),
@@ -150,7 +173,7 @@ fn fusion_is_needed() {
     }
 
     // Video-only statistics do not separate real from desync / audio swap.
-    let video_stats: [(&str, fn(&Features) -> f64); 2] = [
+    let video_stats: [(&str, Stat); 2] = [
         ("mean mouth darkness", |d| d.darkness.iter().sum::<f64>()),
         ("mouth darkness range", |d| {
             let mx = d.darkness.iter().cloned().fold(f64::MIN, f64::max);

@@ -57,11 +57,20 @@ pub struct AvInput {
 /// Video: the frame CNN embeds each frame (`[B*T, Dv]` -> `[B, T, Dv]`). Audio: the mel CNN
 /// embeds each video-frame-long slice of the spectrogram (`[B, T, Da]`). Each embedding is
 /// multiplied by its modality's presence, so an absent modality contributes exactly zero.
-/// Fusion concatenates the two per time step (`[B, T, Dv + Da]`) and applies a linear layer
-/// and a ReLU *before* averaging over time: audio-video synchrony is a per-step relation
-/// that a time average taken before fusion would erase. The head (dropout, linear, ReLU,
-/// dropout, linear) maps the `[B, fusion_dim]` clip representation to `[B, num_outputs]`
-/// logits.
+///
+/// Two streams are fused:
+/// - the *clip* stream: the temporal average of each modality's embeddings
+///   (`[B, Dv]`, `[B, Da]`), which carries per-clip appearance (e.g. a manipulated mouth);
+/// - the *sync* stream: the per-step embeddings centred on their temporal average
+///   (`V_t - mean_t V`, `A_t - mean_t A`), concatenated per step, passed through a linear
+///   layer and a ReLU, *then* averaged over time (`[B, fusion_dim]`). Centring removes what
+///   is constant within a clip (background, skin, voice timbre) and leaves what moves (mouth
+///   opening, loudness); applying the non-linearity per step before averaging keeps their
+///   step-by-step relation (audio-visual synchrony), which averaging each stream over time
+///   first would erase.
+///
+/// The concatenated `[B, Dv + Da + fusion_dim]` clip representation goes through the head
+/// (dropout, linear, ReLU, dropout, linear) to `[B, num_outputs]` logits.
 #[derive(Module, Debug)]
 pub struct AvModel {
     video: Option<FrameCnn>,
@@ -133,7 +142,8 @@ impl AvModelConfig {
             video,
             audio,
             fuse: LinearConfig::new(fused_in, self.fusion_dim).init(device),
-            head_hidden: LinearConfig::new(self.fusion_dim, self.head_hidden).init(device),
+            head_hidden: LinearConfig::new(fused_in + self.fusion_dim, self.head_hidden)
+                .init(device),
             head_out: LinearConfig::new(self.head_hidden, self.num_outputs).init(device),
             dropout: DropoutConfig::new(self.head_dropout).init(),
         })
@@ -141,7 +151,9 @@ impl AvModelConfig {
 }
 
 impl AvModel {
-    /// Clip representation `[B, fusion_dim]` (the `embed` API: features before the head).
+    /// Clip representation `[B, Dv + Da + fusion_dim]` (the `embed` API: features before
+    /// the head): the temporal averages of the present modalities' embeddings followed by
+    /// the sync stream.
     pub fn embed(&self, input: AvInput) -> Tensor<2> {
         let [b, t, c, h, w] = input.frames.dims();
         let mut steps: Vec<Tensor<3>> = Vec::with_capacity(2);
@@ -165,8 +177,18 @@ impl AvModel {
                 .reshape([b]);
             steps.push(mask_batch(a, p));
         }
-        let x = Tensor::cat(steps, 2);
-        relu(self.fuse.forward(x)).mean_dim(1).squeeze_dim::<2>(1)
+        let mut clip = Vec::with_capacity(steps.len() + 1);
+        let mut centred = Vec::with_capacity(steps.len());
+        for x in steps {
+            let mean = x.clone().mean_dim(1);
+            centred.push(x - mean.clone());
+            clip.push(mean.squeeze_dim::<2>(1));
+        }
+        let sync = relu(self.fuse.forward(Tensor::cat(centred, 2)))
+            .mean_dim(1)
+            .squeeze_dim::<2>(1);
+        clip.push(sync);
+        Tensor::cat(clip, 1)
     }
 
     /// Logits `[B, num_outputs]`.
@@ -246,12 +268,12 @@ mod tests {
 }
 
 #[cfg(test)]
-mod grad_probe {
+mod training_step {
     use super::*;
     use burn::tensor::{Distribution, TensorData};
 
     #[test]
-    fn gradients_reach_every_parameter() {
+    fn every_parameter_gets_a_gradient_and_adamw_moves_it() {
         let d = Device::flex().autodiff();
         d.seed(1);
         let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
@@ -271,7 +293,6 @@ mod grad_probe {
             .map(|b| b.len())
             .unwrap_or(0);
         assert!(n_params > 0);
-        eprintln!("grad entries: {}", grads.len());
         assert!(
             grads.len() >= 10,
             "only {} parameters got a gradient",
@@ -282,7 +303,6 @@ mod grad_probe {
         let m2 = optim.step(1e-2, m, grads);
         let after = m2.clone().into_record().into_bytes().unwrap().to_vec();
         let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
-        eprintln!("bytes changed: {changed} of {}", before.len());
         assert!(changed > before.len() / 4);
     }
 }

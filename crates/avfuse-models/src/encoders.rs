@@ -240,3 +240,66 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod gradcheck {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    /// Finite-difference check of d(sum(out * w))/d(input) for an encoder closure.
+    fn check<const D: usize>(shape: [usize; D], f: impl Fn(Tensor<D>) -> Tensor<1>) -> f64 {
+        let d = Device::flex().autodiff();
+        d.seed(7);
+        let x = Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &d);
+        let xd = x.clone().require_grad();
+        let g = xd
+            .grad(&f(xd.clone()).backward())
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let base = x.clone().into_data().try_to_vec::<f32>().unwrap();
+        let n = base.len();
+        let eps = 1e-2f32;
+        let mut worst = 0f64;
+        for k in (0..n).step_by((n / 23).max(1)) {
+            let eval = |delta: f32| {
+                let mut v = base.clone();
+                v[k] += delta;
+                let t = Tensor::<D>::from_data(TensorData::new(v, shape), &d);
+                f64::from(f(t).into_scalar::<f32>())
+            };
+            let fd = (eval(eps) - eval(-eps)) / (2.0 * f64::from(eps));
+            let err =
+                (fd - f64::from(g[k])).abs() / (fd.abs().max(f64::from(g[k]).abs()).max(1e-2));
+            worst = worst.max(err);
+        }
+        worst
+    }
+
+    #[test]
+    fn frame_cnn_input_gradient_matches_finite_differences() {
+        let d = Device::flex().autodiff();
+        d.seed(1);
+        let cnn = FrameCnnConfig::new()
+            .with_channels(vec![4, 6])
+            .with_embed_dim(5)
+            .init(&d);
+        let w = Tensor::<2>::random([3, 5], Distribution::Normal(0.0, 1.0), &d);
+        let worst = check([3, 3, 16, 16], |x| (cnn.forward(x) * w.clone()).sum());
+        assert!(worst < 0.05, "relative error {worst}");
+    }
+
+    #[test]
+    fn mel_cnn_input_gradient_matches_finite_differences() {
+        let d = Device::flex().autodiff();
+        d.seed(2);
+        let cnn = MelCnnConfig::new()
+            .with_channels(vec![4, 6])
+            .with_embed_dim(5)
+            .init(&d);
+        let w = Tensor::<3>::random([2, 4, 5], Distribution::Normal(0.0, 1.0), &d);
+        let worst = check([2, 1, 8, 16], |x| (cnn.forward(x) * w.clone()).sum());
+        assert!(worst < 0.05, "relative error {worst}");
+    }
+}

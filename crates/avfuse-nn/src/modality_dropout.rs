@@ -59,7 +59,7 @@ mod tests {
                 if let Some(k) = drop_sample(&mut pres, 0.3, 11, 2, id) {
                     dropped[k] += 1;
                 }
-                assert!(pres.iter().any(|&v| v == 1));
+                assert!(pres.contains(&1));
             }
             let total: u64 = dropped.iter().sum();
             // Binomial(1e5, 0.3): std ~ 145; allow 5 sigma.

@@ -100,7 +100,7 @@ impl Default for SynthConfig {
 }
 
 /// `model` section.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Video branch.
@@ -109,16 +109,6 @@ pub struct ModelConfig {
     pub audio: EncoderConfig,
     /// Classification head.
     pub head: HeadConfig,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            video: EncoderConfig::default(),
-            audio: EncoderConfig::default(),
-            head: HeadConfig::default(),
-        }
-    }
 }
 
 /// `model.video` / `model.audio` sections.
@@ -244,7 +234,7 @@ impl Default for EarlyStoppingConfig {
     fn default() -> Self {
         Self {
             metric: SelectionMetric::Auc,
-            patience: 4,
+            patience: 3,
             min_delta: 1e-3,
         }
     }
@@ -282,8 +272,8 @@ impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
             seed: 42,
-            epochs: 12,
-            batch_size: 32,
+            epochs: 8,
+            batch_size: 16,
             lr: 2e-3,
             weight_decay: 1e-2,
             beta1: 0.9,
@@ -438,7 +428,7 @@ impl Config {
                 "must be in [4, 256]",
             ));
         }
-        if !(16..=512).contains(&s.image_size) || s.image_size % 4 != 0 {
+        if !(16..=512).contains(&s.image_size) || !s.image_size.is_multiple_of(4) {
             return Err(range_err(
                 "dataset.synth.image_size",
                 s.image_size,
@@ -685,8 +675,14 @@ mod tests {
         assert_eq!(c.training.early_stopping.metric, SelectionMetric::Ap);
         let e = load_str("", &["training.lr"]).unwrap_err().to_string();
         assert!(e.contains("expected key=value"), "{e}");
+        // A key below a value: a section inside a file value is refused at once...
+        let e = load_str("training:\n  lr: 0.01\n", &["training.lr.x=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("training.lr is a value"), "{e}");
+        // ...and one created by --set is refused by the schema, naming the key.
         let e = load_str("", &["training.lr.x=1"]).unwrap_err().to_string();
-        assert!(e.contains("not a section"), "{e}");
+        assert!(e.contains("training.lr: invalid type: map"), "{e}");
     }
 
     #[test]

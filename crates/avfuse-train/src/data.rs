@@ -45,12 +45,12 @@ impl ModalitySet {
     }
 
     fn keeps(self, m: Modality) -> bool {
-        match (self, m) {
-            (ModalitySet::Both, _) => true,
-            (ModalitySet::VideoOnly, Modality::Video)
-            | (ModalitySet::AudioOnly, Modality::Audio) => true,
-            _ => false,
-        }
+        matches!(
+            (self, m),
+            (ModalitySet::Both, _)
+                | (ModalitySet::VideoOnly, Modality::Video)
+                | (ModalitySet::AudioOnly, Modality::Audio)
+        )
     }
 }
 

@@ -59,6 +59,10 @@ pub struct TrainOptions {
     pub device: Device,
     /// Draw progress bars (only when stderr is a terminal).
     pub progress: bool,
+    /// Stop after this many epochs of this call even if the epoch budget is not spent
+    /// (time-limited cluster jobs); the run continues with `resume`. The schedule is the
+    /// one of the whole run, so stopping and resuming changes nothing.
+    pub stop_after_epochs: Option<usize>,
 }
 
 /// What a finished run reports.
@@ -196,6 +200,9 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
 /// overwrite). With `resume`, training restarts after the last completed epoch with the
 /// saved model, optimiser, schedule position, early-stopping state and RNG streams (derived
 /// from `(seed, epoch)`), so a resumed run continues exactly as an uninterrupted one would.
+///
+/// Burn's random generator is process-global: run one `train` per process at a time, or
+/// dropout draws of concurrent runs interleave and results stop being reproducible.
 pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     cfg.validate()?;
     let t = &cfg.training;
@@ -322,7 +329,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     );
     let layout = train_ds.layout;
     let mut stopped_early = early.should_stop();
-    while epoch_done < t.epochs && !stopped_early {
+    let session_end = opts
+        .stop_after_epochs
+        .map_or(t.epochs, |n| (epoch_done + n).min(t.epochs));
+    while epoch_done < session_end && !stopped_early {
         let epoch = epoch_done + 1;
         let started = Instant::now();
         let mut order: Vec<usize> = (0..n_train).collect();

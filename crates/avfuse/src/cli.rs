@@ -109,6 +109,11 @@ pub struct TrainArgs {
     /// training.early_stopping.patience.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after N epochs of this invocation (for time-limited cluster jobs); continue later
+    /// with --resume. The learning-rate schedule spans the whole run, so results are the
+    /// same as without stopping.
+    #[arg(long, value_name = "N")]
+    pub stop_after_epochs: Option<usize>,
     #[command(flatten)]
     pub config: ConfigArgs,
     #[command(flatten)]

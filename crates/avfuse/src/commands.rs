@@ -167,6 +167,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         device,
         progress: !a.device.no_progress,
+        stop_after_epochs: a.stop_after_epochs,
     };
     let outcome = train(&cfg, &opts)?;
     println!("{}", serde_json::to_string_pretty(&outcome)?);
@@ -270,6 +271,7 @@ fn quickstart(a: QuickstartArgs) -> Result<()> {
             resume: false,
             device: device.clone(),
             progress,
+            stop_after_epochs: None,
         },
     )?;
 
