@@ -13,6 +13,47 @@ use crate::error::{ModelError, invalid};
 /// Side of the spatial grid the frame CNN pools to before its projection.
 const FRAME_POOL: usize = 4;
 
+/// Conv (no bias) -> BatchNorm -> ReLU: the layer both encoders stack.
+#[derive(Module, Debug)]
+pub struct ConvBnRelu {
+    conv: Conv2d,
+    norm: BatchNorm,
+}
+
+impl ConvBnRelu {
+    fn new(conv: Conv2dConfig, device: &Device) -> Self {
+        let c_out = conv.channels[1];
+        Self {
+            conv: conv.with_bias(false).init(device),
+            norm: BatchNormConfig::new(c_out).init(device),
+        }
+    }
+
+    /// `[N, C_in, H, W]` to `[N, C_out, H', W']`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.norm.forward(self.conv.forward(x)))
+    }
+}
+
+/// Check the keys both encoder configs share; `prefix` is the config path.
+fn validate_common(prefix: &str, channels: &[usize], embed_dim: usize) -> Result<(), ModelError> {
+    if channels.is_empty() || channels.contains(&0) {
+        return Err(invalid(
+            &format!("{prefix}.channels"),
+            channels,
+            "must be a non-empty list of positive channel counts",
+        ));
+    }
+    if embed_dim == 0 {
+        return Err(invalid(
+            &format!("{prefix}.embed_dim"),
+            embed_dim,
+            "must be >= 1",
+        ));
+    }
+    Ok(())
+}
+
 /// Configuration of [`FrameCnn`], a small per-frame image encoder.
 #[derive(Config, Debug)]
 pub struct FrameCnnConfig {
@@ -30,13 +71,12 @@ pub struct FrameCnnConfig {
 
 /// Per-frame CNN: `[N, C, H, W]` frames to `[N, embed_dim]` embeddings.
 ///
-/// Patchify conv (4x4, stride 4), then 3x3 stride-2 convs, each followed by BatchNorm and a ReLU, adaptive average
-/// pooling to a 4x4 grid (so any frame size >= 16 px works), flatten, a linear projection
+/// Patchify conv (4x4, stride 4), then 3x3 stride-2 convs, each followed by BatchNorm and a
+/// ReLU, adaptive average pooling to a 4x4 grid (so any frame size >= 16 px works), flatten, a linear projection
 /// and a ReLU.
 #[derive(Module, Debug)]
 pub struct FrameCnn {
-    convs: Vec<Conv2d>,
-    norms: Vec<BatchNorm>,
+    layers: Vec<ConvBnRelu>,
     pool: AdaptiveAvgPool2d,
     proj: Linear,
 }
@@ -44,27 +84,12 @@ pub struct FrameCnn {
 impl FrameCnnConfig {
     /// Check the configuration; `prefix` is its config path for error messages.
     pub fn validate(&self, prefix: &str) -> Result<(), ModelError> {
-        if self.channels.is_empty() || self.channels.contains(&0) {
-            return Err(invalid(
-                &format!("{prefix}.channels"),
-                &self.channels,
-                "must be a non-empty list of positive channel counts",
-            ));
-        }
-        if self.embed_dim == 0 {
-            return Err(invalid(
-                &format!("{prefix}.embed_dim"),
-                self.embed_dim,
-                "must be >= 1",
-            ));
-        }
-        Ok(())
+        validate_common(prefix, &self.channels, self.embed_dim)
     }
 
     /// Build the encoder on `device`. Call [`validate`](Self::validate) first.
     pub fn init(&self, device: &Device) -> FrameCnn {
-        let mut convs = Vec::with_capacity(self.channels.len());
-        let mut norms = Vec::with_capacity(self.channels.len());
+        let mut layers = Vec::with_capacity(self.channels.len());
         let mut c_in = self.in_channels;
         for (i, &c_out) in self.channels.iter().enumerate() {
             let conv = if i == 0 {
@@ -74,13 +99,11 @@ impl FrameCnnConfig {
                     .with_stride([2, 2])
                     .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             };
-            convs.push(conv.with_bias(false).init(device));
-            norms.push(BatchNormConfig::new(c_out).init(device));
+            layers.push(ConvBnRelu::new(conv, device));
             c_in = c_out;
         }
         FrameCnn {
-            convs,
-            norms,
+            layers,
             pool: AdaptiveAvgPool2dConfig::new([FRAME_POOL, FRAME_POOL]).init(),
             proj: LinearConfig::new(c_in * FRAME_POOL * FRAME_POOL, self.embed_dim).init(device),
         }
@@ -90,10 +113,7 @@ impl FrameCnnConfig {
 impl FrameCnn {
     /// `frames`: `[N, C, H, W]`, values roughly in [-0.5, 0.5]. Returns `[N, embed_dim]`.
     pub fn forward(&self, frames: Tensor<4>) -> Tensor<2> {
-        let mut x = frames;
-        for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            x = relu(norm.forward(conv.forward(x)));
-        }
+        let x = self.layers.iter().fold(frames, |x, layer| layer.forward(x));
         let x = self.pool.forward(x);
         relu(self.proj.forward(x.flatten::<2>(1, 3)))
     }
@@ -119,21 +139,14 @@ pub struct MelCnnConfig {
 /// per output step (per video frame), after averaging over frequency.
 #[derive(Module, Debug)]
 pub struct MelCnn {
-    convs: Vec<Conv2d>,
-    norms: Vec<BatchNorm>,
+    layers: Vec<ConvBnRelu>,
     proj: Linear,
 }
 
 impl MelCnnConfig {
     /// Check the configuration; `prefix` is its config path for error messages.
     pub fn validate(&self, prefix: &str) -> Result<(), ModelError> {
-        if self.channels.is_empty() || self.channels.contains(&0) {
-            return Err(invalid(
-                &format!("{prefix}.channels"),
-                &self.channels,
-                "must be a non-empty list of positive channel counts",
-            ));
-        }
+        validate_common(prefix, &self.channels, self.embed_dim)?;
         let f = self.mel_frames_per_step;
         if f == 0 || !f.is_power_of_two() || f.trailing_zeros() as usize > self.channels.len() {
             return Err(invalid(
@@ -145,13 +158,6 @@ impl MelCnnConfig {
                 ),
             ));
         }
-        if self.embed_dim == 0 {
-            return Err(invalid(
-                &format!("{prefix}.embed_dim"),
-                self.embed_dim,
-                "must be >= 1",
-            ));
-        }
         Ok(())
     }
 
@@ -159,24 +165,18 @@ impl MelCnnConfig {
     pub fn init(&self, device: &Device) -> MelCnn {
         let time_strided = self.mel_frames_per_step.trailing_zeros() as usize;
         let first_time_strided = self.channels.len() - time_strided;
-        let mut convs = Vec::with_capacity(self.channels.len());
-        let mut norms = Vec::with_capacity(self.channels.len());
+        let mut layers = Vec::with_capacity(self.channels.len());
         let mut c_in = 1;
         for (i, &c_out) in self.channels.iter().enumerate() {
             let t_stride = if i >= first_time_strided { 2 } else { 1 };
-            convs.push(
-                Conv2dConfig::new([c_in, c_out], [3, 3])
-                    .with_stride([2, t_stride])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                    .with_bias(false)
-                    .init(device),
-            );
-            norms.push(BatchNormConfig::new(c_out).init(device));
+            let conv = Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_stride([2, t_stride])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+            layers.push(ConvBnRelu::new(conv, device));
             c_in = c_out;
         }
         MelCnn {
-            convs,
-            norms,
+            layers,
             proj: LinearConfig::new(c_in, self.embed_dim).init(device),
         }
     }
@@ -186,10 +186,7 @@ impl MelCnn {
     /// `mel`: `[B, 1, n_mels, S * mel_frames_per_step]`, normalised log-mel. Returns
     /// `[B, S, embed_dim]`.
     pub fn forward(&self, mel: Tensor<4>) -> Tensor<3> {
-        let mut x = mel;
-        for (conv, norm) in self.convs.iter().zip(&self.norms) {
-            x = relu(norm.forward(conv.forward(x)));
-        }
+        let x = self.layers.iter().fold(mel, |x, layer| layer.forward(x));
         // [B, C, F', S] -> mean over frequency -> [B, C, S] -> [B, S, C]
         let x = x.mean_dim(2).squeeze_dim::<3>(2).swap_dims(1, 2);
         relu(self.proj.forward(x))

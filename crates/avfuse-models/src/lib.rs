@@ -11,7 +11,7 @@ pub mod encoders;
 pub mod error;
 
 pub use av::{AvInput, AvModel, AvModelConfig};
-pub use encoders::{FrameCnn, FrameCnnConfig, MelCnn, MelCnnConfig};
+pub use encoders::{ConvBnRelu, FrameCnn, FrameCnnConfig, MelCnn, MelCnnConfig};
 pub use error::ModelError;
 
 /// The modalities of the audio-visual model, in presence-mask column order.

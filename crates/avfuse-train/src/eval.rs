@@ -109,18 +109,29 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
         )?;
         let metrics = binary_report(&ds.data.labels, &preds.probs, threshold)?;
         let mut per_kind: BTreeMap<String, (usize, f64, usize)> = BTreeMap::new();
-        let mut csv = String::from("clip_id,label,kind,probability\n");
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        let csv_err = |e: csv::Error| TrainError::Config(format!("predictions CSV: {e}"));
+        csv.write_record(["clip_id", "label", "kind", "probability"])
+            .map_err(csv_err)?;
         for (clip, &p) in ds.data.clips.iter().zip(&preds.probs) {
             let e = per_kind.entry(clip.kind.clone()).or_default();
             e.0 += 1;
             e.1 += p;
             e.2 += usize::from(p >= threshold);
-            // Clip ids and kinds are [A-Za-z0-9_-] (written by the cache writer); no quoting needed.
-            let _ = writeln!(csv, "{},{},{},{p:.6}", clip.clip_id, clip.label, clip.kind);
+            csv.write_record([
+                clip.clip_id.as_str(),
+                &clip.label.to_string(),
+                clip.kind.as_str(),
+                &format!("{p:.6}"),
+            ])
+            .map_err(csv_err)?;
         }
+        let bytes = csv
+            .into_inner()
+            .map_err(|e| TrainError::Config(format!("predictions CSV: {e}")))?;
         atomic_write(
             &opts.out_dir.join(format!("predictions_{}.csv", set.name())),
-            csv.as_bytes(),
+            &bytes,
         )?;
         let per_kind = per_kind
             .into_iter()

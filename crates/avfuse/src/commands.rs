@@ -235,10 +235,20 @@ fn quickstart(a: QuickstartArgs) -> Result<()> {
     let out = a.out.clone();
     let (data, run, eval_dir) = (out.join("data"), out.join("run"), out.join("eval"));
     let report_path = out.join("report.json");
-    if run.exists() || report_path.exists() {
+    let splits = [
+        &cfg.dataset.train_split,
+        &cfg.dataset.val_split,
+        &cfg.dataset.test_split,
+    ];
+    let earlier = run.exists()
+        || report_path.exists()
+        || splits
+            .iter()
+            .any(|s| data.join(s).join("index.json").exists());
+    if earlier {
         if !a.force {
             bail!(
-                "{} holds an earlier quickstart; pass --force to replace it or choose another --out",
+                "{} holds an earlier quickstart (or data); pass --force to replace it or choose another --out",
                 out.display()
             );
         }
@@ -258,7 +268,7 @@ fn quickstart(a: QuickstartArgs) -> Result<()> {
         &data,
         [s.train_clips, s.val_clips, s.test_clips],
         s.seed,
-        true,
+        a.force,
         progress,
     )?;
 

@@ -230,8 +230,22 @@ fn tiny_quickstart_writes_the_report() {
     );
     assert!(out.join("eval/predictions_both.csv").is_file());
 
-    // A second quickstart into the same directory needs --force.
+    // A second quickstart into the same directory needs --force...
     fails_with(&avfuse(&args), &["--force"]);
+    // ...even when only its data is left: a dataset is never replaced silently.
+    std::fs::remove_dir_all(out.join("run")).unwrap();
+    std::fs::remove_file(out.join("report.json")).unwrap();
+    let manifest = std::fs::read(out.join("data/train/manifest.jsonl")).unwrap();
+    fails_with(&avfuse(&args), &["--force"]);
+    assert_eq!(
+        std::fs::read(out.join("data/train/manifest.jsonl")).unwrap(),
+        manifest
+    );
+    // With --force it runs again.
+    let mut forced = args.clone();
+    forced.push("--force");
+    let o = avfuse(&forced);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
