@@ -38,6 +38,14 @@ where
     tmp.as_file()
         .sync_all()
         .map_err(|e| MediaError::io(path, e))?;
+    // tempfile creates 0600 files; results and caches are meant to be shared (0644).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(|e| MediaError::io(path, e))?;
+    }
     tmp.persist(path)
         .map_err(|e| MediaError::io(path, e.error))?;
     // Make the rename itself durable where the platform allows opening directories.
@@ -58,6 +66,15 @@ mod tests {
         let p = dir.path().join("a.bin");
         atomic_write(&p, b"hello").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"hello");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode, 0o644,
+                "written files are world-readable like fs::write's"
+            );
+        }
         atomic_write_with(&p, |w| w.write_all(b"world!")).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"world!");
         // No temporary files are left behind.

@@ -260,8 +260,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         Some(c) => c.meta.normalizer,
         None => train_ds.normalizer(),
     };
-    ad_device.seed(t.seed);
-    let mut model = model_cfg.init(&ad_device)?;
+    let mut model = match &resumed {
+        Some(ckpt) => load_model(ckpt, &last_path, &ad_device)?,
+        None => {
+            ad_device.seed(t.seed);
+            model_cfg.init(&ad_device)?
+        }
+    };
     let mut optim = AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)
@@ -287,7 +292,6 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let metrics_path = opts.out_dir.join(files::METRICS);
 
     if let Some(ckpt) = &resumed {
-        model = load_model(ckpt, &last_path, &ad_device)?;
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(ckpt.optimizer.clone()))
             .map_err(|e| TrainError::Checkpoint {
