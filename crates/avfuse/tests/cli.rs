@@ -230,6 +230,60 @@ fn tiny_quickstart_writes_the_report() {
     );
     assert!(out.join("eval/predictions_both.csv").is_file());
 
+    // `avfuse eval` on the quickstart's checkpoint: default output next to the run.
+    let best = out.join("run/checkpoints/best.avfc");
+    let data = out.join("data");
+    let (b, d) = (best.to_str().unwrap(), data.to_str().unwrap());
+    let o = avfuse(&[
+        "eval",
+        "--checkpoint",
+        b,
+        "--data",
+        d,
+        "--modalities",
+        "both,audio_only",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ev: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run/eval-test/eval.json")).unwrap())
+            .unwrap();
+    assert!(ev["results"]["both"]["metrics"]["auc"].is_number(), "{ev}");
+    assert!(ev["results"]["video_only"].is_null());
+    assert_eq!(ev["clips"], 8);
+    let csv =
+        std::fs::read_to_string(out.join("run/eval-test/predictions_audio_only.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("clip_id,label,kind,probability"));
+    assert_eq!(csv.lines().count(), 9);
+    fails_with(
+        &avfuse(&[
+            "eval",
+            "--checkpoint",
+            b,
+            "--data",
+            d,
+            "--modalities",
+            "both,sound",
+        ]),
+        &["sound"],
+    );
+    fails_with(
+        &avfuse(&["eval", "--checkpoint", b, "--data", d, "--split", "nope"]),
+        &["nope"],
+    );
+    let broken = tmp.path().join("broken.avfc");
+    let bytes = std::fs::read(&best).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &avfuse(&[
+            "eval",
+            "--checkpoint",
+            broken.to_str().unwrap(),
+            "--data",
+            d,
+        ]),
+        &["broken.avfc", "truncated"],
+    );
+
     // A second quickstart into the same directory needs --force...
     fails_with(&avfuse(&args), &["--force"]);
     // ...even when only its data is left: a dataset is never replaced silently.
@@ -287,4 +341,59 @@ fn every_command_documents_its_flags() {
             );
         }
     }
+}
+
+#[test]
+fn train_stops_and_resumes_from_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, run) = (tmp.path().join("data"), tmp.path().join("run"));
+    let mut synth = vec!["synth", "--out", data.to_str().unwrap(), "--no-progress"];
+    synth.extend_from_slice(TINY);
+    assert!(avfuse(&synth).status.success());
+
+    let mut first = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    first.extend_from_slice(TINY);
+    first.extend_from_slice(&[
+        "--set",
+        "training.epochs=2",
+        "--stop-after-epochs",
+        "1",
+        "--no-progress",
+    ]);
+    let o = avfuse(&first);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(lines(&run), 1);
+
+    // No --config: the run's own config.yaml (epochs = 2) is used.
+    let o = avfuse(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--resume",
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(lines(&run), 2);
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["epochs_completed"], 2);
+
+    let elsewhere = tmp.path().join("elsewhere");
+    fails_with(
+        &avfuse(&["train", "--out", elsewhere.to_str().unwrap(), "--resume"]),
+        &["config.yaml", "does not exist"],
+    );
 }
