@@ -92,7 +92,7 @@ impl Checkpoint {
             )));
         }
         let mut pos = 12usize;
-        let mut sections = Vec::with_capacity(3);
+        let mut sections: Vec<Vec<u8>> = Vec::with_capacity(3);
         for name in ["metadata", "model", "optimizer"] {
             let len_bytes: [u8; 8] = bytes
                 .get(pos..pos + 8)
@@ -116,9 +116,9 @@ impl Checkpoint {
         if pos != bytes.len() {
             return Err(err(format!("{} trailing bytes", bytes.len() - pos)));
         }
-        let optimizer = sections.pop().unwrap_or_default();
-        let model = sections.pop().unwrap_or_default();
-        let meta_bytes = sections.pop().unwrap_or_default();
+        let [meta_bytes, model, optimizer]: [Vec<u8>; 3] = sections
+            .try_into()
+            .map_err(|_| err("expected three sections".into()))?;
         let meta: CheckpointMeta =
             serde_json::from_slice(&meta_bytes).map_err(|e| err(format!("bad metadata: {e}")))?;
         Ok(Self {
