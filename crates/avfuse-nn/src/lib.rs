@@ -7,6 +7,7 @@
 //!
 //! It depends on Burn only, so any Burn user can reuse it.
 
+pub mod dropout;
 pub mod modality_dropout;
 pub mod presence;
 

@@ -1,0 +1,163 @@
+//! The fused dropout kernel as a Burn backend extension.
+//!
+//! [`MaskedAffineOps`] has a native implementation for Flex (Burn's CPU backend): the
+//! multi-threaded, vectorised kernel of [`super::kernel`], writing in place when the input
+//! buffer is not shared. Its Autodiff implementation saves no mask: the backward pass
+//! re-runs the kernel on the incoming gradient with the same seed
+//! (`dx = keep ? kept_scale * dy : 0`).
+//!
+//! Devices without a native kernel (CUDA today: the CubeCL kernel is future work, see the
+//! crate README) take [`masked_affine`]'s portable path: the same mask, computed on the host
+//! from the same hash and uploaded as a `[outer, 1, inner]` tensor, then ordinary tensor ops
+//! (differentiated by Autodiff like any other op).
+
+use burn::backend::{Backend, Dispatch, Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_autodiff::{
+    Autodiff,
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind, unary},
+};
+use burn_flex::FlexTensor;
+
+use super::kernel::{self, MaskedAffine};
+
+/// The dropout family's one kernel, supplied by a backend (see [`super::kernel`]).
+#[backend_extension(Flex, Autodiff)]
+pub trait MaskedAffineOps: Backend {
+    /// `y = keep(mask_index(i)) ? kept_scale * x + kept_bias : dropped_value`, same shape
+    /// and dtype as `x`.
+    fn masked_affine(x: FloatTensor<Self>, op: MaskedAffine) -> FloatTensor<Self>;
+}
+
+impl MaskedAffineOps for Flex {
+    fn masked_affine(x: FloatTensor<Flex>, op: MaskedAffine) -> FloatTensor<Flex> {
+        flex_masked_affine(x, &op)
+    }
+}
+
+fn flex_masked_affine(x: FlexTensor, op: &MaskedAffine) -> FlexTensor {
+    match x.dtype() {
+        DType::F32 => flex_typed::<f32>(x, op),
+        DType::F64 => flex_typed::<f64>(x, op),
+        DType::BF16 => flex_typed::<half::bf16>(x, op),
+        DType::F16 => flex_typed::<half::f16>(x, op),
+        // Float tensors on Flex are one of the four above; anything else is a Burn change.
+        other => panic!("masked_affine: unsupported float dtype {other:?}"),
+    }
+}
+
+fn flex_typed<E>(x: FlexTensor, op: &MaskedAffine) -> FlexTensor
+where
+    E: kernel::KernelFloat + burn::tensor::Element + bytemuck::Pod,
+{
+    let mut x = if x.is_contiguous()
+        && x.layout().contiguous_offsets() == Some((0, x.layout().shape().num_elements()))
+    {
+        x
+    } else {
+        x.to_contiguous()
+    };
+    // In place when nobody else holds the buffer (the usual case in a forward pass: the
+    // backward needs only the seed, not the input).
+    if let Some(buf) = x.try_storage_mut::<E>() {
+        kernel::apply_in_place(buf, op);
+        return x;
+    }
+    let shape = x.layout().shape().clone();
+    let src: &[E] = x.storage::<E>();
+    let mut out = vec![E::narrow(E::param(0.0)); src.len()];
+    kernel::apply(src, &mut out, op);
+    FlexTensor::new(
+        burn::tensor::Bytes::from_elems(out),
+        burn_flex::Layout::contiguous(shape),
+        x.dtype(),
+    )
+}
+
+impl<B: Backend + MaskedAffineOps, C: CheckpointStrategy> MaskedAffineOps for Autodiff<B, C> {
+    fn masked_affine(x: FloatTensor<Self>, op: MaskedAffine) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct MaskedAffineBackward;
+
+        impl<B: Backend + MaskedAffineOps> Backward<B, 1> for MaskedAffineBackward {
+            type State = MaskedAffine;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let op = ops.state.backward();
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::masked_affine(grad, op)
+                });
+            }
+        }
+
+        let guard = x.node();
+        let y = B::masked_affine(x.into_primitive(), op);
+        match MaskedAffineBackward
+            .prepare::<C>([guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(op, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+/// Whether `device` runs on Flex (with or without autodiff), i.e. has the native kernel.
+fn has_native_kernel(device: &burn::tensor::Device) -> bool {
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}
+
+/// Apply the kernel to a tensor of any rank on any device. `op.layout.numel()` must equal
+/// the tensor's element count (the callers in this module derive it from the shape).
+pub fn masked_affine<const D: usize>(x: Tensor<D>, op: MaskedAffine) -> Tensor<D> {
+    debug_assert_eq!(x.shape().num_elements(), op.layout.numel());
+    if op.layout.numel() == 0 {
+        return x;
+    }
+    if has_native_kernel(&x.device()) {
+        return Tensor::from_dispatch(<Dispatch as MaskedAffineOps>::masked_affine(
+            x.into_dispatch(),
+            op,
+        ));
+    }
+    masked_affine_portable(x, op)
+}
+
+/// Any-backend path: host-computed mask, then `x * scale + offset` with
+/// `scale = mask * kept_scale` and `offset = mask * kept_bias + (1 - mask) * dropped_value`,
+/// both `[outer, 1, inner]` and broadcast over `bcast`.
+pub fn masked_affine_portable<const D: usize>(x: Tensor<D>, op: MaskedAffine) -> Tensor<D> {
+    let device = x.device();
+    let shape = x.shape();
+    let l = op.layout;
+    let mask = op.mask();
+    let scale: Vec<f32> = mask.iter().map(|&m| m * op.kept_scale as f32).collect();
+    let offset: Vec<f32> = mask
+        .iter()
+        .map(|&m| {
+            if m == 1.0 {
+                op.kept_bias as f32
+            } else {
+                op.dropped_value as f32
+            }
+        })
+        .collect();
+    let dtype = x.dtype();
+    let scale =
+        Tensor::<3>::from_data(TensorData::new(scale, [l.outer, 1, l.inner]), &device).cast(dtype);
+    let offset =
+        Tensor::<3>::from_data(TensorData::new(offset, [l.outer, 1, l.inner]), &device).cast(dtype);
+    let y = x.reshape([l.outer, l.bcast, l.inner]) * scale + offset;
+    y.reshape(shape)
+}
