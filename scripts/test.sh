@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The whole avfuse test suite: formatting, lints, and every test of the workspace.
-# Needs only a Rust toolchain (rustup); installs the rustfmt/clippy components if missing.
+# The whole avfuse test suite: formatting, lints, and every test of the workspace, then the
+# FFmpeg-backed media tests (avfuse-media's `ffmpeg` feature).
+# Needs a Rust toolchain (rustup; installs the rustfmt/clippy components if missing) and,
+# for the media tests, FFmpeg's development packages: on Debian/Ubuntu they are installed
+# here with apt-get when missing (as root, or with sudo). Without apt-get the media tests
+# are skipped with a message (under CI, i.e. with $CI set, that is an error).
 # This is the README's test command, and CI (`.ci/run`) runs exactly it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +22,41 @@ echo "== cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+
+# --- FFmpeg-backed media tests --------------------------------------------------------
+media_pkgs=(libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev
+            libavfilter-dev libavdevice-dev pkg-config clang libclang-dev ffmpeg)
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${media_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+elif ! pkg-config --exists libavformat libavcodec libswscale libswresample libavutil 2>/dev/null; then
+  missing=("${media_pkgs[@]}")
+fi
+media_ok=1
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=()
+    if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo -n); fi
+    echo "== installing media test packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "!! apt-get is not available and these packages are missing: ${missing[*]}"
+    echo "!! skipping the FFmpeg media tests (cargo test -p avfuse-media --features ffmpeg)"
+    media_ok=0
+    if [ -n "${CI:-}" ]; then
+      echo "!! CI must run them: failing" >&2
+      exit 1
+    fi
+  fi
+fi
+if [ "$media_ok" = 1 ]; then
+  echo "== cargo clippy -p avfuse-media --features ffmpeg (all targets, -D warnings)"
+  cargo clippy -p avfuse-media --all-targets --all-features --locked -- -D warnings
+  echo "== cargo test -p avfuse-media --features ffmpeg"
+  cargo test -p avfuse-media --features ffmpeg --locked
+fi
 echo "== all checks passed"

@@ -168,9 +168,11 @@ pub struct FusionConfig {
     pub strategy: FusionStrategy,
     /// Width of the fused representation.
     pub dim: usize,
-    /// Probability, per training sample, that one of its modalities is blanked (presence 0).
-    /// Never blanks every modality of a sample. 0 disables modality dropout.
+    /// Probability that a training sample (`sample` mode) or batch (`batch` mode) loses
+    /// modalities (presence 0). Never blanks every modality of a sample. 0 disables it.
     pub modality_dropout_prob: f64,
+    /// How modality dropout draws its masks.
+    pub modality_dropout: ModalityDropoutConfig,
 }
 
 impl Default for FusionConfig {
@@ -179,6 +181,43 @@ impl Default for FusionConfig {
             strategy: FusionStrategy::Concat,
             dim: 64,
             modality_dropout_prob: 0.0,
+            modality_dropout: ModalityDropoutConfig::default(),
+        }
+    }
+}
+
+/// Granularity of modality dropout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropModeConfig {
+    /// Each sample independently.
+    Sample,
+    /// One modality for the whole batch (AV-HuBERT).
+    Batch,
+}
+
+/// `fusion.modality_dropout` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModalityDropoutConfig {
+    /// `sample` or `batch`.
+    pub mode: DropModeConfig,
+    /// Relative chance of each modality (`[video, audio]`) to be the one dropped; `null`:
+    /// uniform.
+    pub probs: Option<Vec<f64>>,
+    /// Epochs over which the probability ramps linearly from 0 to its target (0: none).
+    pub ramp_epochs: usize,
+    /// `sample` mode: at most this many modalities dropped from one sample (never all).
+    pub max_dropped: usize,
+}
+
+impl Default for ModalityDropoutConfig {
+    fn default() -> Self {
+        Self {
+            mode: DropModeConfig::Sample,
+            probs: None,
+            ramp_epochs: 0,
+            max_dropped: 1,
         }
     }
 }
@@ -458,6 +497,20 @@ impl Config {
             "fusion.modality_dropout_prob",
             self.fusion.modality_dropout_prob,
         )?;
+        let md = &self.fusion.modality_dropout;
+        check_positive("fusion.modality_dropout.max_dropped", md.max_dropped)?;
+        if let Some(w) = &md.probs {
+            let ok = w.len() == 2
+                && w.iter().all(|x| x.is_finite() && *x >= 0.0)
+                && w.iter().any(|x| *x > 0.0);
+            if !ok {
+                return Err(range_err(
+                    "fusion.modality_dropout.probs",
+                    format!("{w:?}"),
+                    "must be [video, audio] weights, finite, >= 0, not both 0",
+                ));
+            }
+        }
         let t = &self.training;
         check_positive("training.epochs", t.epochs)?;
         check_positive("training.batch_size", t.batch_size)?;

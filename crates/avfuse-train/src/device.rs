@@ -48,7 +48,12 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(Device::flex()),
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(i) => Ok(Device::cuda(i)),
+            DeviceSpec::Cuda(i) => {
+                // Before the first CUDA device opens: persistent kernel + autotune caches.
+                let setup = crate::kernel_cache::configure()?;
+                tracing::debug!("{setup}");
+                Ok(Device::cuda(i))
+            }
             #[cfg(not(feature = "cuda"))]
             DeviceSpec::Cuda(_) => Err(TrainError::Device(format!(
                 "--device {self}: this avfuse was built without CUDA support; rebuild with `cargo build --release --features cuda`"

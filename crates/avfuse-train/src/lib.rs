@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod kernel_cache;
 pub mod predict;
 pub mod schedule;
 pub mod trainer;

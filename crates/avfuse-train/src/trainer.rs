@@ -9,7 +9,9 @@ use std::time::Instant;
 use avfuse_media::io::atomic_write;
 use avfuse_metrics::binary_report;
 use avfuse_models::AvModel;
-use avfuse_nn::modality_dropout::drop_sample;
+use avfuse_nn::modality_dropout::{DropMode, ModalityDropout};
+
+use crate::config::DropModeConfig;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
@@ -31,6 +33,12 @@ use crate::schedule::{EarlyStopping, WarmupCosine};
 
 /// Burn version the workspace pins (recorded in checkpoints).
 pub const BURN_VERSION: &str = "0.22.1";
+
+/// Training steps between two reads of the loss from the device. Each read is a host sync
+/// (it waits for the GPU to finish the queued work); the loss is accumulated on the device in
+/// between. A non-finite loss is detected at the next read: the run stops at most this many
+/// steps after it appeared, before any checkpoint of the diverged model is written.
+pub const LOSS_SYNC_EVERY: usize = 16;
 
 /// File names inside a run directory.
 pub mod files {
@@ -336,6 +344,19 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let session_end = opts
         .stop_after_epochs
         .map_or(t.epochs, |n| (epoch_done + n).min(t.epochs));
+    let md = &cfg.fusion.modality_dropout;
+    let modality_dropout = ModalityDropout::new(
+        cfg.fusion.modality_dropout_prob,
+        match md.mode {
+            DropModeConfig::Sample => DropMode::Sample,
+            DropModeConfig::Batch => DropMode::Batch,
+        },
+        md.probs.clone(),
+        md.ramp_epochs,
+        false,
+    )
+    .and_then(|p| p.with_max_dropped(md.max_dropped))
+    .map_err(|e| TrainError::Config(format!("fusion.modality_dropout: {e}")))?;
     while epoch_done < session_end && !stopped_early {
         let epoch = epoch_done + 1;
         let started = Instant::now();
@@ -353,49 +374,77 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         );
         let (mut loss_sum, mut dropped) = (0.0f64, [0usize; 2]);
         let mut lr = schedule.lr(step);
-        for batch in order.chunks(t.batch_size) {
-            let presence: Vec<[u8; 2]> = batch
+        // The loss stays on the device and is read back every LOSS_SYNC_EVERY steps (and at
+        // the end of the epoch): a read is a host sync that stalls a GPU pipeline.
+        let mut pending: Option<Tensor<1>> = None;
+        let (mut pending_steps, mut pending_clips) = (0usize, 0usize);
+        let mut shown_loss = f64::NAN;
+        let n_batches = n_train.div_ceil(t.batch_size);
+        for (bi, batch) in order.chunks(t.batch_size).enumerate() {
+            let mut presence: Vec<Vec<u8>> = batch
                 .iter()
-                .map(|&i| {
-                    let mut p = train_ds.presence(i);
-                    if let Some(m) = drop_sample(
-                        &mut p,
-                        cfg.fusion.modality_dropout_prob,
-                        t.seed,
-                        epoch as u64,
-                        i as u64,
-                    ) {
-                        dropped[m] += 1;
-                        debug!(epoch, clip = i, modality = m, "modality dropout");
-                    }
-                    p
-                })
+                .map(|&i| train_ds.presence(i).to_vec())
                 .collect();
+            let ids: Vec<u64> = batch.iter().map(|&i| i as u64).collect();
+            let counts =
+                modality_dropout.apply(&mut presence, &ids, t.seed, epoch as u64, step as u64);
+            if counts.iter().any(|&c| c > 0) {
+                debug!(
+                    epoch,
+                    step,
+                    video = counts[0],
+                    audio = counts[1],
+                    "modality dropout blanked"
+                );
+            }
+            dropped[0] += counts[0];
+            dropped[1] += counts[1];
+            let presence: Vec<[u8; 2]> = presence.iter().map(|p| [p[0], p[1]]).collect();
             let input = train_ds.batch(batch, &presence, &norm, &ad_device);
             let y = train_ds.labels(batch, &ad_device);
             let x = model.forward(input);
             let loss: Tensor<1> =
                 (relu(x.clone()) - x.clone() * y + x.abs().neg().exp().log1p()).mean();
-            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-            if !loss_value.is_finite() {
-                pb.abandon();
-                return Err(TrainError::Diverged {
-                    epoch,
-                    step,
-                    loss: loss_value,
-                });
-            }
+            let weighted = loss.clone().detach() * batch.len() as f64;
+            pending = Some(match pending.take() {
+                Some(acc) => acc + weighted,
+                None => weighted,
+            });
+            pending_steps += 1;
+            pending_clips += batch.len();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             lr = schedule.lr(step);
             model = optim.step(lr, model, grads);
-            debug!(epoch, step, loss = loss_value, lr, "step");
             step += 1;
-            loss_sum += loss_value * batch.len() as f64;
+            if pending_steps == LOSS_SYNC_EVERY || bi + 1 == n_batches {
+                let window = pending
+                    .take()
+                    .map_or(0.0, |acc| f64::from(acc.into_scalar::<f32>()));
+                if !window.is_finite() {
+                    pb.abandon();
+                    return Err(TrainError::Diverged {
+                        epoch,
+                        step,
+                        loss: window / pending_clips as f64,
+                    });
+                }
+                loss_sum += window;
+                shown_loss = window / pending_clips as f64;
+                debug!(
+                    epoch,
+                    step,
+                    loss = shown_loss,
+                    lr,
+                    "steps {}..{step}",
+                    step - pending_steps
+                );
+                (pending_steps, pending_clips) = (0, 0);
+            }
             pb.inc(batch.len() as u64);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!(
                 "loss {:.4} lr {lr:.2e} {:.0} clips/s",
-                loss_value,
+                shown_loss,
                 pb.position() as f64 / secs
             ));
         }

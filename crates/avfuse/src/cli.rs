@@ -29,6 +29,16 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a checkpoint on a split: metrics JSON, per-clip CSV, robustness table.
     Eval(EvalArgs),
+    /// Decode real videos (DIR/<split>/<clip_id>/{video.mp4, meta.json} or a manifest),
+    /// crop faces, compute log-mel and write the training cache. Resumable; needs a build
+    /// with `--features ffmpeg`.
+    Prepare(PrepareArgs),
+    /// Report leading silence by label (a known shortcut of public deepfake sets: fakes
+    /// start with silence). Needs a build with `--features ffmpeg`.
+    CheckShortcuts(CheckShortcutsArgs),
+    /// Check what a GPU run needs on this machine (driver, libcuda, libnvrtc, CUDA headers,
+    /// NCCL, the kernel cache) and print what is missing.
+    Doctor(DoctorArgs),
 }
 
 /// Configuration flags shared by the commands that read a config.
@@ -151,4 +161,107 @@ pub struct EvalArgs {
     pub threshold: Option<f64>,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// Frame sampling of `avfuse prepare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplingArg {
+    /// Consecutive frames (every `--stride`-th) from `--start` seconds.
+    Start,
+    /// `--frames` frames evenly spread over the whole clip.
+    Uniform,
+    /// One random frame in each of `--frames` equal segments (seeded by `--seed`).
+    Random,
+}
+
+/// `avfuse prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Dataset: a directory `DIR/<split>/<clip_id>/{video.mp4, meta.json}` (meta.json holds
+    /// at least `{"label": 0|1}`) or a manifest file (JSONL or CSV with split, clip_id,
+    /// video, label). Not needed with --merge.
+    #[arg(long, value_name = "DIR|FILE", required_unless_present = "merge")]
+    pub data_root: Option<std::path::PathBuf>,
+    /// Cache directory (one sub-directory per split; the format `avfuse train --data` reads).
+    #[arg(long, value_name = "CACHE")]
+    pub out: std::path::PathBuf,
+    /// Process only part i of N (0-based), for cluster schedulers; parts go to
+    /// CACHE/part-i-of-N/ and `--merge N` joins them.
+    #[arg(long, value_name = "i/N")]
+    pub shard: Option<String>,
+    /// Join the N finished parts of a sharded run into CACHE/<split>/ and exit.
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub merge: Option<usize>,
+    /// Only these splits (comma-separated; default all).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub splits: Option<Vec<String>>,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 32, value_name = "T")]
+    pub frames: usize,
+    /// How frames are chosen.
+    #[arg(long, value_enum, default_value = "start")]
+    pub sampling: SamplingArg,
+    /// `start` sampling: time of the first frame, seconds.
+    #[arg(long, default_value_t = 0.0, value_name = "S")]
+    pub start: f64,
+    /// `start` sampling: take every k-th frame.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub stride: usize,
+    /// `random` sampling: seed (mixed with each clip id).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Nominal frame rate (frames per second) stored in the index; sizes the audio window
+    /// (T * stride / fps seconds).
+    #[arg(long, default_value_t = 25.0, value_name = "FPS")]
+    pub fps: f32,
+    /// Face crop side, pixels (square, margin 1.3 around the detected face).
+    #[arg(long, default_value_t = 224, value_name = "PX")]
+    pub crop_size: usize,
+    /// Run the face detector on every k-th frame and track/interpolate in between.
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub detect_every: usize,
+    /// Decode frames scaled so the longer side is at most this (default: native size).
+    #[arg(long, value_name = "PX")]
+    pub max_side: Option<u32>,
+    /// Clips per shard file.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub shard_size: usize,
+    /// Start every clip after its leading silence (threshold in dB below the clip's loudest
+    /// 25 ms window, e.g. 40), shifting video and audio alike.
+    #[arg(long, value_name = "DB")]
+    pub trim_leading_silence: Option<f32>,
+    /// Retry clips that failed in an earlier run.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Keep the per-clip work files after a split is complete.
+    #[arg(long)]
+    pub keep_work: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `avfuse check-shortcuts`.
+#[derive(Debug, Args)]
+pub struct CheckShortcutsArgs {
+    /// Dataset directory or manifest (as for `prepare`).
+    #[arg(long, value_name = "DIR|FILE")]
+    pub data_root: std::path::PathBuf,
+    /// Silence threshold: dB below the clip's loudest 25 ms window (librosa's `top_db`).
+    #[arg(long, default_value_t = 40.0, value_name = "DB")]
+    pub threshold_db: f32,
+    /// Warn when fakes and reals differ by at least this many seconds on average.
+    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    pub warn_gap_s: f64,
+    /// Also write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// `avfuse doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Exit with an error when anything a `--device cuda` run needs is missing.
+    #[arg(long)]
+    pub gpu: bool,
 }

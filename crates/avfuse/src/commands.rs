@@ -27,12 +27,19 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Synth(a) => synth(a),
         Command::Train(a) => train_cmd(a),
         Command::Eval(a) => eval_cmd(a),
+        Command::Prepare(a) => crate::media_cmds::prepare(a),
+        Command::CheckShortcuts(a) => crate::media_cmds::check_shortcuts(a),
+        Command::Doctor(a) => crate::doctor::run(a),
     }
 }
 
 fn init_logging(level: LogLevel) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
+    init_logging_level(level.as_str());
+}
+
+/// Log to stderr at `level` unless `RUST_LOG` says otherwise.
+pub(crate) fn init_logging_level(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     // A second init (never happens in one process) would only be ignored.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

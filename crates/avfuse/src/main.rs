@@ -2,6 +2,8 @@
 
 mod cli;
 mod commands;
+mod doctor;
+mod media_cmds;
 
 use std::process::ExitCode;
 

@@ -397,3 +397,56 @@ fn train_stops_and_resumes_from_the_run_directory() {
         &["config.yaml", "does not exist"],
     );
 }
+
+/// `doctor` reports every check; with `--gpu` it fails on a build without CUDA, naming it.
+#[test]
+fn doctor_reports_and_gpu_mode_fails_without_cuda() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_avfuse"))
+            .args(args)
+            .env("RUST_LOG", "error")
+            .env("AVFUSE_KERNEL_CACHE", dir.path().join("kernels"))
+            .output()
+            .expect("run avfuse")
+    };
+    let out = run(&["doctor"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "build: cuda feature",
+        "driver: libcuda",
+        "runtime: libnvrtc",
+        "toolkit: CUDA headers",
+        "multi-GPU: NCCL",
+        "kernel cache",
+    ] {
+        assert!(text.contains(name), "missing check {name:?} in:\n{text}");
+    }
+    // The cache directory was created and reported writable.
+    assert!(dir.path().join("kernels").is_dir());
+    assert!(text.contains(&dir.path().join("kernels").display().to_string()));
+    if !cfg!(feature = "cuda") {
+        assert!(text.contains("MISSING build: cuda feature"), "{text}");
+        fails_with(
+            &run(&["doctor", "--gpu"]),
+            &["GPU requirements missing", "build: cuda feature"],
+        );
+    }
+}
+
+/// Without the ffmpeg feature, `prepare` explains how to get it (one line, non-zero exit).
+#[cfg(not(feature = "ffmpeg"))]
+#[test]
+fn prepare_without_ffmpeg_says_how_to_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    fails_with(
+        &avfuse(&["prepare", "--data-root", &d, "--out", &d]),
+        &["--features ffmpeg"],
+    );
+}

@@ -67,8 +67,12 @@ where
     }
     let shape = x.layout().shape().clone();
     let src: &[E] = x.storage::<E>();
-    let mut out = vec![E::narrow(E::param(0.0)); src.len()];
-    kernel::apply(src, &mut out, op);
+    // Uninitialised output, first touched by the kernel's threads: no zero-fill pass and the
+    // page faults of a fresh buffer are spread over the threads.
+    let mut out: Vec<E> = Vec::with_capacity(src.len());
+    kernel::apply_uninit(src, &mut out.spare_capacity_mut()[..src.len()], op);
+    // SAFETY: `apply_uninit` initialised all `src.len()` elements (it asserts the length).
+    unsafe { out.set_len(src.len()) };
     FlexTensor::new(
         burn::tensor::Bytes::from_elems(out),
         burn_flex::Layout::contiguous(shape),
