@@ -26,7 +26,7 @@ use tracing::{debug, info};
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::config::{Config, SelectionMetric};
-use crate::data::{Dataset, ModalitySet};
+use crate::data::{Dataset, ModalitySet, Prefetcher};
 use crate::error::{Result, TrainError};
 use crate::predict::predict;
 use crate::schedule::{EarlyStopping, WarmupCosine};
@@ -246,7 +246,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         None
     };
 
-    let train_ds = Dataset::load(&opts.data_root.join(&cfg.dataset.train_split))?;
+    let train_ds = std::sync::Arc::new(Dataset::load(
+        &opts.data_root.join(&cfg.dataset.train_split),
+    )?);
     let val_ds = Dataset::load(&opts.data_root.join(&cfg.dataset.val_split))?;
     val_ds.check_layout(&train_ds.layout)?;
     let model_cfg = cfg.model_config();
@@ -380,38 +382,52 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         let (mut pending_steps, mut pending_clips) = (0usize, 0usize);
         let mut shown_loss = f64::NAN;
         let n_batches = n_train.div_ceil(t.batch_size);
-        for (bi, batch) in order.chunks(t.batch_size).enumerate() {
-            let mut presence: Vec<Vec<u8>> = batch
-                .iter()
-                .map(|&i| train_ds.presence(i).to_vec())
-                .collect();
-            let ids: Vec<u64> = batch.iter().map(|&i| i as u64).collect();
-            let counts =
-                modality_dropout.apply(&mut presence, &ids, t.seed, epoch as u64, step as u64);
-            if counts.iter().any(|&c| c > 0) {
-                debug!(
-                    epoch,
-                    step,
-                    video = counts[0],
-                    audio = counts[1],
-                    "modality dropout blanked"
-                );
-            }
-            dropped[0] += counts[0];
-            dropped[1] += counts[1];
-            let presence: Vec<[u8; 2]> = presence.iter().map(|p| [p[0], p[1]]).collect();
-            let input = train_ds.batch(batch, &presence, &norm, &ad_device);
-            let y = train_ds.labels(batch, &ad_device);
+        // Modality dropout is decided for the whole epoch up front (it depends only on seed,
+        // epoch, step and clip ids), so the prefetch thread can build the batches ahead.
+        let plan: Vec<(Vec<usize>, Vec<[u8; 2]>)> = order
+            .chunks(t.batch_size)
+            .enumerate()
+            .map(|(bi, batch)| {
+                let mut presence: Vec<Vec<u8>> = batch
+                    .iter()
+                    .map(|&i| train_ds.presence(i).to_vec())
+                    .collect();
+                let ids: Vec<u64> = batch.iter().map(|&i| i as u64).collect();
+                let at = (step + bi) as u64;
+                let counts = modality_dropout.apply(&mut presence, &ids, t.seed, epoch as u64, at);
+                if counts.iter().any(|&c| c > 0) {
+                    debug!(
+                        epoch,
+                        step = at,
+                        video = counts[0],
+                        audio = counts[1],
+                        "modality dropout blanked"
+                    );
+                }
+                dropped[0] += counts[0];
+                dropped[1] += counts[1];
+                let presence = presence.iter().map(|p| [p[0], p[1]]).collect();
+                (batch.to_vec(), presence)
+            })
+            .collect();
+        let prefetched = if ad_device.clone().without_autodiff() == Device::flex() {
+            Prefetcher::inline(train_ds.clone(), norm, plan)
+        } else {
+            Prefetcher::spawn(train_ds.clone(), norm, plan)
+        };
+        for (bi, host) in prefetched.enumerate() {
+            let clips = host.batch;
+            let (input, y) = host.upload(&ad_device);
             let x = model.forward(input);
             let loss: Tensor<1> =
                 (relu(x.clone()) - x.clone() * y + x.abs().neg().exp().log1p()).mean();
-            let weighted = loss.clone().detach() * batch.len() as f64;
+            let weighted = loss.clone().detach() * clips as f64;
             pending = Some(match pending.take() {
                 Some(acc) => acc + weighted,
                 None => weighted,
             });
             pending_steps += 1;
-            pending_clips += batch.len();
+            pending_clips += clips;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             lr = schedule.lr(step);
             model = optim.step(lr, model, grads);
@@ -440,7 +456,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 );
                 (pending_steps, pending_clips) = (0, 0);
             }
-            pb.inc(batch.len() as u64);
+            pb.inc(clips as u64);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!(
                 "loss {:.4} lr {lr:.2e} {:.0} clips/s",
