@@ -2,7 +2,7 @@
 
 use avfuse_nn::mask_batch;
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ParamId, list_param_ids};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
@@ -151,6 +151,31 @@ impl AvModelConfig {
 }
 
 impl AvModel {
+    /// Ids of the parameters of one modality's encoder (empty when that branch is disabled).
+    /// Used by the trainer's rule for inactive modalities and its per-module gradient norms.
+    pub fn encoder_param_ids(&self, m: Modality) -> Vec<ParamId> {
+        match m {
+            Modality::Video => self.video.as_ref().map(list_param_ids).unwrap_or_default(),
+            Modality::Audio => self.audio.as_ref().map(list_param_ids).unwrap_or_default(),
+        }
+    }
+
+    /// Visit the parameters of one modality's encoder (nothing when the branch is disabled).
+    pub fn visit_encoder<V: burn::module::ModuleVisitor>(&self, m: Modality, visitor: &mut V) {
+        match m {
+            Modality::Video => {
+                if let Some(v) = &self.video {
+                    v.visit(visitor);
+                }
+            }
+            Modality::Audio => {
+                if let Some(a) = &self.audio {
+                    a.visit(visitor);
+                }
+            }
+        }
+    }
+
     /// Clip representation `[B, Dv + Da + fusion_dim]` (the `embed` API: features before
     /// the head): the temporal averages of the present modalities' embeddings followed by
     /// the sync stream.

@@ -173,6 +173,20 @@ pub struct FusionConfig {
     pub modality_dropout_prob: f64,
     /// How modality dropout draws its masks.
     pub modality_dropout: ModalityDropoutConfig,
+    /// What the optimiser does to the encoder of a modality absent from every sample of a
+    /// batch (its parameters are in the graph, with zero gradient).
+    pub inactive_update: InactiveUpdate,
+}
+
+/// The optimiser rule for an inactive modality's parameters (design 2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InactiveUpdate {
+    /// No update that step: no weight decay, no moment update (their gradients are removed
+    /// before the optimiser step, so they stay bit-identical).
+    Skip,
+    /// As PyTorch's AdamW would do with a zero gradient: weight decay and moment decay apply.
+    Pytorch,
 }
 
 impl Default for FusionConfig {
@@ -182,6 +196,7 @@ impl Default for FusionConfig {
             dim: 64,
             modality_dropout_prob: 0.0,
             modality_dropout: ModalityDropoutConfig::default(),
+            inactive_update: InactiveUpdate::Skip,
         }
     }
 }

@@ -43,6 +43,20 @@ pub enum TrainError {
     /// Metrics could not be computed.
     #[error("metrics: {0}")]
     Metric(#[from] avfuse_metrics::MetricError),
+    /// A gradient became NaN or infinite; names the module.
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: the gradient norm of {module} is {norm}"
+    )]
+    GradientNotFinite {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Global optimiser step.
+        step: usize,
+        /// The module, e.g. `video_encoder`.
+        module: String,
+        /// Its gradient's L2 norm.
+        norm: f64,
+    },
     /// The loss became NaN or infinite.
     #[error("training diverged at epoch {epoch}, step {step}: loss is {loss}")]
     Diverged {

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use avfuse_media::io::atomic_write;
 use avfuse_metrics::binary_report;
-use avfuse_models::AvModel;
+use avfuse_models::{AvModel, Modality};
 use avfuse_nn::modality_dropout::{DropMode, ModalityDropout};
 
-use crate::config::DropModeConfig;
-use burn::module::Module;
+use crate::config::{DropModeConfig, InactiveUpdate};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::activation::relu;
@@ -33,6 +33,49 @@ use crate::schedule::{EarlyStopping, WarmupCosine};
 
 /// Burn version the workspace pins (recorded in checkpoints).
 pub const BURN_VERSION: &str = "0.22.1";
+
+/// Modalities absent from every sample of a batch, from its `[B, 2]` host presence.
+fn inactive_modalities(presence: &[f32]) -> Vec<Modality> {
+    Modality::ALL
+        .into_iter()
+        .filter(|&m| presence.chunks(2).all(|p| p[m as usize] == 0.0))
+        .collect()
+}
+
+/// Removes the gradients of the visited parameters.
+struct RemoveGrads<'a>(&'a mut GradientsParams);
+
+impl ModuleVisitor for RemoveGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.remove::<D>(param.id);
+    }
+}
+
+/// Sum of squared gradients of the visited parameters, on the device.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    sum: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let sq = g.powi_scalar(2).sum();
+            self.sum = Some(match self.sum.take() {
+                Some(s) => s + sq,
+                None => sq,
+            });
+        }
+    }
+}
+
+/// L2 norm of the gradient of one modality's encoder (0 when it has none).
+fn encoder_grad_norm(model: &AvModel, m: Modality, grads: &GradientsParams) -> f64 {
+    let mut v = SquaredNorm { grads, sum: None };
+    model.visit_encoder(m, &mut v);
+    v.sum
+        .map_or(0.0, |s| f64::from(s.into_scalar::<f32>()).sqrt())
+}
 
 /// Training steps between two reads of the loss from the device. Each read is a host sync
 /// (it waits for the GPU to finish the queued work); the loss is accumulated on the device in
@@ -417,6 +460,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         };
         for (bi, host) in prefetched.enumerate() {
             let clips = host.batch;
+            let host_presence = host.presence.clone();
             let (input, y) = host.upload(&ad_device);
             let x = model.forward(input);
             let loss: Tensor<1> =
@@ -428,11 +472,46 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             });
             pending_steps += 1;
             pending_clips += clips;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let inactive = inactive_modalities(&host_presence);
+            let sync_now = pending_steps == LOSS_SYNC_EVERY || bi + 1 == n_batches;
+            if sync_now || tracing::enabled!(tracing::Level::DEBUG) {
+                // Per-encoder gradient norms (a host read: only at sync points or when asked
+                // for); a NaN or Inf gradient stops the run naming the module.
+                for m in Modality::ALL {
+                    let norm = encoder_grad_norm(&model, m, &grads);
+                    let tag = if inactive.contains(&m) {
+                        "inactive"
+                    } else {
+                        "active"
+                    };
+                    debug!(
+                        epoch,
+                        step,
+                        "grad/[{tag}]/{}_encoder = {norm:.4e}",
+                        m.name()
+                    );
+                    if !norm.is_finite() {
+                        pb.abandon();
+                        return Err(TrainError::GradientNotFinite {
+                            epoch,
+                            step,
+                            module: format!("{}_encoder", m.name()),
+                            norm,
+                        });
+                    }
+                }
+            }
+            if cfg.fusion.inactive_update == InactiveUpdate::Skip {
+                for &m in &inactive {
+                    // No gradient entry -> AdamW leaves these parameters and their moments alone.
+                    model.visit_encoder(m, &mut RemoveGrads(&mut grads));
+                }
+            }
             lr = schedule.lr(step);
             model = optim.step(lr, model, grads);
             step += 1;
-            if pending_steps == LOSS_SYNC_EVERY || bi + 1 == n_batches {
+            if sync_now {
                 let window = pending
                     .take()
                     .map_or(0.0, |acc| f64::from(acc.into_scalar::<f32>()));

@@ -206,3 +206,69 @@ fn missing_data_writes_nothing() {
         "a failed start must not create the run directory"
     );
 }
+
+/// Trainable tensors (not BatchNorm running statistics) of a module on an autodiff device.
+struct Trainable(Vec<Vec<f32>>);
+
+impl ModuleVisitor for Trainable {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.is_require_grad() {
+            self.0
+                .push(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+}
+
+/// Trainable tensors of the video encoder. (Its BatchNorm running statistics do move: the
+/// encoder still runs on the zeroed frames until masked BatchNorm is wired into the model.)
+fn video_encoder_weights(model: &avfuse_models::AvModel) -> Vec<Vec<f32>> {
+    let mut c = Trainable(Vec::new());
+    model.visit_encoder(avfuse_models::Modality::Video, &mut c);
+    c.0
+}
+
+/// Design 2.4: a modality absent from a whole batch keeps its encoder untouched under the
+/// default rule (no weight decay, no moment update), and moves as AdamW says under
+/// `pytorch`. Batch-mode modality dropout with all weight on video blanks video in every
+/// batch, so the video encoder is inactive at every step: after one epoch and after two,
+/// its weights must be bit-identical under `skip`, and shrink (weight decay on a zero
+/// gradient) under `pytorch`.
+#[test]
+fn inactive_encoder_is_untouched_by_default_and_decays_under_the_pytorch_rule() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    tiny_data(&data);
+    let run = |rule: &str, epochs: usize| {
+        let base = dir.path().join(format!("base-{epochs}.yaml"));
+        std::fs::write(&base, tiny_config(epochs).to_yaml()).unwrap();
+        let sets = [
+            "fusion.modality_dropout_prob=1.0".to_string(),
+            "fusion.modality_dropout.mode=batch".into(),
+            "fusion.modality_dropout.probs=[1.0, 0.0]".into(),
+            format!("fusion.inactive_update={rule}"),
+        ];
+        let cfg = Config::load(Some(&base), &sets).unwrap();
+        let out = dir.path().join(format!("{rule}-{epochs}"));
+        train(&cfg, &opts(&data, &out, false)).unwrap();
+        let path = out.join(files::CHECKPOINTS).join(files::LAST);
+        let ckpt = Checkpoint::load(&path).unwrap();
+        let model = load_model(&ckpt, &path, &Device::flex().autodiff()).unwrap();
+        (video_encoder_weights(&model), weights(&out))
+    };
+    let (skip1, all1) = run("skip", 1);
+    let (skip2, all2) = run("skip", 2);
+    assert!(!skip1.is_empty());
+    assert_eq!(skip1, skip2, "skip: the inactive video encoder changed");
+    assert_ne!(all1, all2, "the rest of the model trains");
+    let (py1, _) = run("pytorch", 1);
+    let (py2, _) = run("pytorch", 2);
+    assert_ne!(
+        py1, py2,
+        "pytorch rule: weight decay must move the video encoder"
+    );
+    // AdamW on a zero gradient only decays: no weight grows.
+    for (a, b) in py2.iter().flatten().zip(py1.iter().flatten()) {
+        assert!(a.abs() <= b.abs(), "{a} vs {b}");
+    }
+}
