@@ -184,22 +184,25 @@ impl AvModel {
         let mut steps: Vec<Tensor<3>> = Vec::with_capacity(2);
         if let Some(video) = &self.video {
             let frames = input.frames.reshape([b * t, c, h, w]);
-            let v = video.forward(frames);
-            let d = v.dims()[1];
-            let v = v.reshape([b, t, d]);
             let p = input
                 .presence
                 .clone()
                 .narrow(1, Modality::Video as usize, 1)
                 .reshape([b]);
+            // One presence per frame for the BatchNorm statistics: [B] -> [B*T].
+            let per_frame = p.clone().reshape([b, 1]).repeat_dim(1, t).reshape([b * t]);
+            let v = video.forward_masked(frames, Some(&per_frame));
+            let d = v.dims()[1];
+            let v = v.reshape([b, t, d]);
             steps.push(mask_batch(v, p));
         }
         if let Some(audio) = &self.audio {
-            let a = audio.forward(input.mel);
             let p = input
                 .presence
+                .clone()
                 .narrow(1, Modality::Audio as usize, 1)
                 .reshape([b]);
+            let a = audio.forward_masked(input.mel, Some(&p));
             steps.push(mask_batch(a, p));
         }
         let mut clip = Vec::with_capacity(steps.len() + 1);
@@ -249,8 +252,17 @@ mod tests {
 
     #[test]
     fn absent_modality_input_never_changes_the_output() {
-        let d = Device::flex();
+        // Eval (running statistics) and training (batch statistics from present samples
+        // only, masked BatchNorm); head dropout off so training mode is deterministic.
+        for d in [Device::flex(), Device::flex().autodiff()] {
+            absent_input_is_ignored(&d);
+        }
+    }
+
+    fn absent_input_is_ignored(d: &Device) {
+        let d = d.clone();
         let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .with_head_dropout(0.0)
             .init(&d)
             .unwrap();
         // Sample 0: audio absent. Sample 1: video absent.

@@ -4,7 +4,8 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use avfuse_nn::{MaskedBatchNorm, MaskedBatchNormConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
@@ -13,11 +14,13 @@ use crate::error::{ModelError, invalid};
 /// Side of the spatial grid the frame CNN pools to before its projection.
 const FRAME_POOL: usize = 4;
 
-/// Conv (no bias) -> BatchNorm -> ReLU: the layer both encoders stack.
+/// Conv (no bias) -> masked BatchNorm -> ReLU: the layer both encoders stack. The BatchNorm
+/// takes its statistics from present samples only (design 2.3), so samples whose modality is
+/// missing or dropped neither pollute the running statistics nor the batch's normalisation.
 #[derive(Module, Debug)]
 pub struct ConvBnRelu {
     conv: Conv2d,
-    norm: BatchNorm,
+    norm: MaskedBatchNorm,
 }
 
 impl ConvBnRelu {
@@ -25,13 +28,19 @@ impl ConvBnRelu {
         let c_out = conv.channels[1];
         Self {
             conv: conv.with_bias(false).init(device),
-            norm: BatchNormConfig::new(c_out).init(device),
+            norm: MaskedBatchNormConfig::new(c_out).init(device),
         }
     }
 
-    /// `[N, C_in, H, W]` to `[N, C_out, H', W']`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(self.conv.forward(x)))
+    /// `[N, C_in, H, W]` to `[N, C_out, H', W']`; `presence` `[N]` (1 present, 0 absent),
+    /// `None` for all present. Absent samples come out as zeros.
+    pub fn forward(&self, x: Tensor<4>, presence: Option<&Tensor<1>>) -> Tensor<4> {
+        let y = self.conv.forward(x);
+        let y = match presence {
+            Some(p) => self.norm.forward(y, p.clone()),
+            None => self.norm.forward_all_present(y),
+        };
+        relu(y)
     }
 }
 
@@ -113,7 +122,15 @@ impl FrameCnnConfig {
 impl FrameCnn {
     /// `frames`: `[N, C, H, W]`, values roughly in [-0.5, 0.5]. Returns `[N, embed_dim]`.
     pub fn forward(&self, frames: Tensor<4>) -> Tensor<2> {
-        let x = self.layers.iter().fold(frames, |x, layer| layer.forward(x));
+        self.forward_masked(frames, None)
+    }
+
+    /// [`FrameCnn::forward`] with a `[N]` presence mask for the BatchNorm statistics.
+    pub fn forward_masked(&self, frames: Tensor<4>, presence: Option<&Tensor<1>>) -> Tensor<2> {
+        let x = self
+            .layers
+            .iter()
+            .fold(frames, |x, layer| layer.forward(x, presence));
         let x = self.pool.forward(x);
         relu(self.proj.forward(x.flatten::<2>(1, 3)))
     }
@@ -186,7 +203,15 @@ impl MelCnn {
     /// `mel`: `[B, 1, n_mels, S * mel_frames_per_step]`, normalised log-mel. Returns
     /// `[B, S, embed_dim]`.
     pub fn forward(&self, mel: Tensor<4>) -> Tensor<3> {
-        let x = self.layers.iter().fold(mel, |x, layer| layer.forward(x));
+        self.forward_masked(mel, None)
+    }
+
+    /// [`MelCnn::forward`] with a `[B]` presence mask for the BatchNorm statistics.
+    pub fn forward_masked(&self, mel: Tensor<4>, presence: Option<&Tensor<1>>) -> Tensor<3> {
+        let x = self
+            .layers
+            .iter()
+            .fold(mel, |x, layer| layer.forward(x, presence));
         // [B, C, F', S] -> mean over frequency -> [B, C, S] -> [B, S, C]
         let x = x.mean_dim(2).squeeze_dim::<3>(2).swap_dims(1, 2);
         relu(self.proj.forward(x))

@@ -79,7 +79,8 @@ impl std::fmt::Display for CacheSetup {
 /// directory; an error names it when it cannot be created.
 #[cfg(feature = "cuda")]
 pub fn configure() -> Result<CacheSetup, crate::TrainError> {
-    use cubecl_runtime::config::{CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+    use cubecl_runtime::config::cache::CacheConfig;
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
 
     if let Some(file) = std::env::current_dir()
         .ok()

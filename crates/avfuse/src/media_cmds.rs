@@ -190,15 +190,15 @@ mod with_ffmpeg {
                 .with_context(|| format!("writing {}", out.display()))?;
         }
         println!("{json}");
-        if let Some(gap) = report.mean_gap_s {
-            if gap.abs() >= a.warn_gap_s {
-                println!(
-                    "WARNING: fakes and reals differ by {gap:+.3} s of leading silence on average: \
-                     a model can learn the label from it. Trim it with \
-                     `avfuse prepare --trim-leading-silence {}`.",
-                    a.threshold_db
-                );
-            }
+        if let Some(gap) = report.mean_gap_s
+            && gap.abs() >= a.warn_gap_s
+        {
+            println!(
+                "WARNING: fakes and reals differ by {gap:+.3} s of leading silence on average: \
+                 a model can learn the label from it. Trim it with \
+                 `avfuse prepare --trim-leading-silence {}`.",
+                a.threshold_db
+            );
         }
         Ok(())
     }

@@ -450,3 +450,76 @@ fn prepare_without_ffmpeg_says_how_to_rebuild() {
         &["--features ffmpeg"],
     );
 }
+
+/// `prepare` on real (fixture) videos: a cache split with an index, the corrupt file
+/// skipped and reported, a rerun finds everything done; `check-shortcuts` reports by label.
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn prepare_and_check_shortcuts_on_fixture_videos() {
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../avfuse-media/tests/fixtures/media");
+    let dir = tempfile::tempdir().unwrap();
+    let videos = dir.path().join("videos");
+    for (clip, file, label) in [
+        ("a", "h264_aac.mp4", 0),
+        ("b", "mpeg4_aac.mp4", 1),
+        ("c", "noaudio.mp4", 1),
+        ("bad", "not_video.mp4", 0),
+    ] {
+        let d = videos.join("train").join(clip);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(fixtures.join(file), d.join("video.mp4")).unwrap();
+        std::fs::write(d.join("meta.json"), format!("{{\"label\": {label}}}")).unwrap();
+    }
+    let cache = dir.path().join("cache");
+    let (v, c) = (videos.display().to_string(), cache.display().to_string());
+    let args = [
+        "prepare",
+        "--data-root",
+        &v,
+        "--out",
+        &c,
+        "--frames",
+        "4",
+        "--crop-size",
+        "32",
+        "--no-progress",
+    ];
+    let out = avfuse(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("3 clips written, 1 skipped"), "{stdout}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("train/index.json")).unwrap()).unwrap();
+    assert_eq!(index["num_clips"], 3);
+    assert_eq!(index["image_size"], 32);
+    let report = std::fs::read_to_string(cache.join("prepare-report.json")).unwrap();
+    assert!(report.contains("\"clip_id\": \"bad\""), "{report}");
+    // A rerun does nothing new and succeeds.
+    let again = avfuse(&args);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // The shortcut report covers both labels and names the unreadable file.
+    let sc = avfuse(&["check-shortcuts", "--data-root", &v]);
+    assert!(
+        sc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sc.stderr)
+    );
+    let text = String::from_utf8_lossy(&sc.stdout);
+    let json_end = text.rfind('}').unwrap() + 1;
+    let rep: serde_json::Value = serde_json::from_str(&text[..json_end]).unwrap();
+    assert!(
+        rep["by_label"]["0"].is_object() && rep["by_label"]["1"].is_object(),
+        "{text}"
+    );
+    assert_eq!(rep["failed"].as_array().unwrap().len(), 1, "{text}");
+    assert_eq!(rep["by_label"]["1"]["no_audio"], 1, "{text}");
+}
