@@ -1,10 +1,10 @@
 //! Small convolutional encoders: one per video frame, one over the log-mel spectrogram.
 
+use avfuse_nn::{MaskedBatchNorm, MaskedBatchNormConfig};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use avfuse_nn::{MaskedBatchNorm, MaskedBatchNormConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
