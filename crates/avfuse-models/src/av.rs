@@ -5,11 +5,28 @@ use burn::config::Config;
 use burn::module::{Module, ParamId, list_param_ids};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::Modality;
 use crate::encoders::{FrameCnn, FrameCnnConfig, MelCnn, MelCnnConfig};
 use crate::error::{ModelError, invalid};
+
+/// How an encoder treats the samples whose modality is absent (design 2.3). All three give
+/// the same output for absent samples (zero features); they differ in what the encoder's
+/// BatchNorm sees and in the work done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blanking {
+    /// Run on every sample; masked BatchNorm takes statistics from present samples only and
+    /// zeroes absent ones (no gather/scatter).
+    Mask,
+    /// Run each encoder on its present samples only (gather), scatter the features back with
+    /// zeros for absent ones: blanked samples cost nothing. Agrees with `Mask`.
+    Compact,
+    /// Run on every sample with plain BatchNorm: absent samples' zero inputs enter the batch
+    /// statistics (the cheap baseline the other two fix).
+    ZeroInput,
+}
 
 /// Configuration of [`AvModel`].
 #[derive(Config, Debug)]
@@ -180,8 +197,31 @@ impl AvModel {
     /// the head): the temporal averages of the present modalities' embeddings followed by
     /// the sync stream.
     pub fn embed(&self, input: AvInput) -> Tensor<2> {
+        self.embed_with(input, Blanking::Mask)
+    }
+
+    /// [`AvModel::embed`] with a chosen way of handling blanked samples (design 2.3).
+    pub fn embed_with(&self, input: AvInput, blanking: Blanking) -> Tensor<2> {
         let [b, t, c, h, w] = input.frames.dims();
+        let device = input.frames.device();
         let mut steps: Vec<Tensor<3>> = Vec::with_capacity(2);
+        // `compact` needs the present samples' indices on the host (one read of the [B, 2]
+        // presence; free on the CPU, a sync on a GPU).
+        let host_presence: Option<Vec<f32>> = match blanking {
+            Blanking::Compact => input.presence.clone().into_data().try_to_vec::<f32>().ok(),
+            _ => None,
+        };
+        let present = |m: Modality| -> Vec<i64> {
+            host_presence
+                .as_ref()
+                .map(|p| {
+                    (0..b)
+                        .filter(|&i| p[i * 2 + m as usize] != 0.0)
+                        .map(|i| i as i64)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         if let Some(video) = &self.video {
             let frames = input.frames.reshape([b * t, c, h, w]);
             let p = input
@@ -189,10 +229,30 @@ impl AvModel {
                 .clone()
                 .narrow(1, Modality::Video as usize, 1)
                 .reshape([b]);
-            // One presence per frame for the BatchNorm statistics: [B] -> [B*T].
-            let per_frame = p.clone().reshape([b, 1]).repeat_dim(1, t).reshape([b * t]);
-            let v = video.forward_masked(frames, Some(&per_frame));
-            let d = v.dims()[1];
+            let d = video.embed_dim();
+            let v = match blanking {
+                Blanking::Mask => {
+                    // One presence per frame for the BatchNorm statistics: [B] -> [B*T].
+                    let per_frame = p.clone().reshape([b, 1]).repeat_dim(1, t).reshape([b * t]);
+                    video.forward_masked(frames, Some(&per_frame))
+                }
+                Blanking::ZeroInput => video.forward_masked(frames, None),
+                Blanking::Compact => {
+                    let idx: Vec<i64> = present(Modality::Video)
+                        .into_iter()
+                        .flat_map(|i| (0..t as i64).map(move |k| i * t as i64 + k))
+                        .collect();
+                    let zeros = Tensor::<2>::zeros([b * t, d], &device);
+                    if idx.is_empty() {
+                        zeros
+                    } else {
+                        let n = idx.len();
+                        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
+                        let sub = video.forward_masked(frames.select(0, idx.clone()), None);
+                        zeros.select_assign(0, idx, sub, IndexingUpdateOp::Add)
+                    }
+                }
+            };
             let v = v.reshape([b, t, d]);
             steps.push(mask_batch(v, p));
         }
@@ -202,7 +262,23 @@ impl AvModel {
                 .clone()
                 .narrow(1, Modality::Audio as usize, 1)
                 .reshape([b]);
-            let a = audio.forward_masked(input.mel, Some(&p));
+            let a = match blanking {
+                Blanking::Mask => audio.forward_masked(input.mel, Some(&p)),
+                Blanking::ZeroInput => audio.forward_masked(input.mel, None),
+                Blanking::Compact => {
+                    let idx = present(Modality::Audio);
+                    // One audio step per video frame (AvInput's layout): S = T.
+                    let zeros = Tensor::<3>::zeros([b, t, audio.embed_dim()], &device);
+                    if idx.is_empty() {
+                        zeros
+                    } else {
+                        let n = idx.len();
+                        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
+                        let sub = audio.forward_masked(input.mel.select(0, idx.clone()), None);
+                        zeros.select_assign(0, idx, sub, IndexingUpdateOp::Add)
+                    }
+                }
+            };
             steps.push(mask_batch(a, p));
         }
         let mut clip = Vec::with_capacity(steps.len() + 1);
@@ -221,7 +297,12 @@ impl AvModel {
 
     /// Logits `[B, num_outputs]`.
     pub fn forward(&self, input: AvInput) -> Tensor<2> {
-        let z = self.embed(input);
+        self.forward_with(input, Blanking::Mask)
+    }
+
+    /// [`AvModel::forward`] with a chosen [`Blanking`].
+    pub fn forward_with(&self, input: AvInput, blanking: Blanking) -> Tensor<2> {
+        let z = self.embed_with(input, blanking);
         let z = relu(self.head_hidden.forward(self.dropout.forward(z)));
         self.head_out.forward(self.dropout.forward(z))
     }
@@ -341,5 +422,167 @@ mod training_step {
         let after = m2.clone().into_record().into_bytes().unwrap().to_vec();
         let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
         assert!(changed > before.len() / 4);
+    }
+}
+
+#[cfg(test)]
+mod blanking {
+    use super::*;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Distribution, TensorData};
+
+    /// Burn's random generator is process-global: these tests seed it and draw from it, so
+    /// they take turns.
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// Every float tensor (parameters and running statistics), in structural order.
+    struct Collect(Vec<Vec<f32>>);
+
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0
+                .push(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+
+    /// Gradients of every parameter, in structural order (None where a parameter has none).
+    struct Grads<'a>(&'a GradientsParams, Vec<Option<Vec<f32>>>);
+
+    impl ModuleVisitor for Grads<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.1.push(
+                self.0
+                    .get::<D>(param.id)
+                    .map(|g| g.into_data().try_to_vec::<f32>().unwrap()),
+            );
+        }
+    }
+
+    /// Logits, per-parameter gradients, and every tensor after the step (running stats too).
+    type Outcome = (Vec<f32>, Vec<Option<Vec<f32>>>, Vec<Vec<f32>>);
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 + 1e-4 * y.abs(),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    fn run(m: &AvModel, input: AvInput, blanking: Blanking) -> Outcome {
+        let m = m.clone();
+        let y = m.forward_with(input, blanking);
+        let logits = y.clone().into_data().try_to_vec::<f32>().unwrap();
+        let grads = GradientsParams::from_grads((y.clone() * y).sum().backward(), &m);
+        let mut g = Grads(&grads, Vec::new());
+        m.visit(&mut g);
+        let mut stats = Collect(Vec::new());
+        m.valid().visit(&mut stats);
+        (logits, g.1, stats.0)
+    }
+
+    /// Design 2.3: `mask` and `compact` give the same outputs, gradients and running
+    /// statistics in training mode; `zero_input` differs (its BatchNorm sees the zeros).
+    #[test]
+    fn mask_and_compact_agree_zero_input_does_not() {
+        let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let d = Device::flex().autodiff();
+        // A fresh, identical model per strategy (clones share their BatchNorm running state,
+        // and the global RNG may be drawn by other tests): one record, loaded into new models.
+        let cfg =
+            AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new()).with_head_dropout(0.0);
+        let bytes = cfg.init(&d).unwrap().into_record().into_bytes().unwrap();
+        let model = || {
+            let record = burn::store::ModuleRecord::from_bytes(bytes.clone()).unwrap();
+            cfg.init(&d).unwrap().try_load_record(record).unwrap()
+        };
+        // [video, audio] per sample: both, video only, audio only, both, audio only.
+        let presence = vec![1.0f32, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0];
+        // Inputs from a fixed formula (not the global RNG, which other tests draw from).
+        let wave =
+            |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * k).sin() * 0.5).collect() };
+        let input = || {
+            let mut frames = Tensor::<5>::from_data(
+                TensorData::new(wave(5 * 4 * 3 * 32 * 32, 0.37), [5, 4, 3, 32, 32]),
+                &d,
+            );
+            let mut mel = Tensor::<4>::from_data(
+                TensorData::new(wave(5 * 16 * 16, 0.11), [5, 1, 16, 16]),
+                &d,
+            );
+            // Blanked inputs are zeros, as the loader writes them.
+            let pv =
+                Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 1.0, 0.0, 1.0, 0.0], [5]), &d);
+            let pa =
+                Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 0.0, 1.0, 1.0, 1.0], [5]), &d);
+            frames = frames * pv.reshape([5, 1, 1, 1, 1]);
+            mel = mel * pa.reshape([5, 1, 1, 1]);
+            AvInput {
+                frames,
+                mel,
+                presence: Tensor::from_data(TensorData::new(presence.clone(), [5, 2]), &d),
+            }
+        };
+        let (lm, gm, sm) = run(&model(), input(), Blanking::Mask);
+        let (lc, gc, sc) = run(&model(), input(), Blanking::Compact);
+        close(&lc, &lm, "logits");
+        assert_eq!(gm.len(), gc.len());
+        for (i, (a, b)) in gc.iter().zip(&gm).enumerate() {
+            match (a, b) {
+                (Some(a), Some(b)) => close(a, b, &format!("grad {i}")),
+                (None, None) => {}
+                _ => panic!("grad {i}: present in one strategy only"),
+            }
+        }
+        for (i, (a, b)) in sc.iter().zip(&sm).enumerate() {
+            close(
+                a,
+                b,
+                &format!("tensor {i} after the step (running stats included)"),
+            );
+        }
+        let (lz, _, _) = run(&model(), input(), Blanking::ZeroInput);
+        let diff = lz
+            .iter()
+            .zip(&lm)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff > 1e-4,
+            "zero_input should differ from mask (BatchNorm sees zeros), diff {diff}"
+        );
+    }
+
+    /// With no sample holding a modality, `compact` skips its encoder entirely.
+    #[test]
+    fn compact_skips_an_absent_modality() {
+        let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let d = Device::flex().autodiff();
+        d.seed(13);
+        let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .with_head_dropout(0.0)
+            .init(&d)
+            .unwrap();
+        let input = AvInput {
+            frames: Tensor::zeros([2, 4, 3, 32, 32], &d),
+            mel: Tensor::random([2, 1, 16, 16], Distribution::Default, &d),
+            presence: Tensor::from_data(TensorData::new(vec![0.0f32, 1.0, 0.0, 1.0], [2, 2]), &d),
+        };
+        let (lc, gc, _) = run(&m, input.clone(), Blanking::Compact);
+        let (lm, _, _) = run(&m, input, Blanking::Mask);
+        close(&lc, &lm, "logits");
+        // The video encoder's parameters got no gradient at all (it did not run).
+        let video_ids = m.encoder_param_ids(Modality::Video);
+        assert!(!video_ids.is_empty());
+        let with_grad = gc.iter().filter(|g| g.is_some()).count();
+        let mut all = Grads(&GradientsParams::new(), Vec::new());
+        m.visit(&mut all);
+        assert!(
+            with_grad < all.1.len(),
+            "some parameters (the video encoder's) have no gradient"
+        );
     }
 }

@@ -125,6 +125,11 @@ impl FrameCnn {
         self.forward_masked(frames, None)
     }
 
+    /// Width of the embedding.
+    pub fn embed_dim(&self) -> usize {
+        self.proj.weight.dims()[1]
+    }
+
     /// [`FrameCnn::forward`] with a `[N]` presence mask for the BatchNorm statistics.
     pub fn forward_masked(&self, frames: Tensor<4>, presence: Option<&Tensor<1>>) -> Tensor<2> {
         let x = self
@@ -204,6 +209,11 @@ impl MelCnn {
     /// `[B, S, embed_dim]`.
     pub fn forward(&self, mel: Tensor<4>) -> Tensor<3> {
         self.forward_masked(mel, None)
+    }
+
+    /// Width of the embedding.
+    pub fn embed_dim(&self) -> usize {
+        self.proj.weight.dims()[1]
     }
 
     /// [`MelCnn::forward`] with a `[B]` presence mask for the BatchNorm statistics.

@@ -176,6 +176,9 @@ pub struct FusionConfig {
     /// What the optimiser does to the encoder of a modality absent from every sample of a
     /// batch (its parameters are in the graph, with zero gradient).
     pub inactive_update: InactiveUpdate,
+    /// How encoders treat blanked samples in training: `mask` (masked BatchNorm), `compact`
+    /// (run encoders on present samples only) or `zero_input` (plain BatchNorm on zeros).
+    pub blanking: avfuse_models::Blanking,
 }
 
 /// The optimiser rule for an inactive modality's parameters (design 2.4).
@@ -197,6 +200,7 @@ impl Default for FusionConfig {
             modality_dropout_prob: 0.0,
             modality_dropout: ModalityDropoutConfig::default(),
             inactive_update: InactiveUpdate::Skip,
+            blanking: avfuse_models::Blanking::Mask,
         }
     }
 }

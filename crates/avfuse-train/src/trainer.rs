@@ -462,7 +462,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             let clips = host.batch;
             let host_presence = host.presence.clone();
             let (input, y) = host.upload(&ad_device);
-            let x = model.forward(input);
+            let x = model.forward_with(input, cfg.fusion.blanking);
             let loss: Tensor<1> =
                 (relu(x.clone()) - x.clone() * y + x.abs().neg().exp().log1p()).mean();
             let weighted = loss.clone().detach() * clips as f64;
