@@ -800,3 +800,29 @@ fn portable_path_matches_native_kernel() {
         assert_eq!(ga, gb, "{v:?} gradients");
     }
 }
+
+/// A view that keeps the start of a bigger buffer (and owns it alone) is handled: only its
+/// own elements are touched, in place or not.
+#[test]
+fn views_of_a_larger_buffer() {
+    let x = randn(8 * 6, 50);
+    let view = tensor(x.clone(), [8, 6]).narrow(0, 0, 3); // the [8, 6] tensor is consumed
+    let copy = tensor(x[..18].to_vec(), [3, 6]);
+    for v in [Variant::Dropout, Variant::Dropout1d, Variant::Alpha] {
+        let a = dropout_family(view.clone(), v, 0.5, true, 4).unwrap();
+        let b = dropout_family(copy.clone(), v, 0.5, true, 4).unwrap();
+        assert_eq!(a.dims(), [3, 6]);
+        assert_eq!(values(a), values(b), "{v:?}");
+    }
+    // Unique owner: the in-place path.
+    let alone = tensor(x.clone(), [8, 6]).narrow(0, 0, 3);
+    let a = dropout_family(alone, Variant::Dropout, 0.5, true, 4).unwrap();
+    let b = dropout_family(copy, Variant::Dropout, 0.5, true, 4).unwrap();
+    assert_eq!(values(a), values(b));
+    // A view that does not start the buffer (copied to contiguous first).
+    let tail = tensor(x.clone(), [8, 6]).narrow(0, 5, 3);
+    let want = tensor(x[30..].to_vec(), [3, 6]);
+    let a = dropout_family(tail, Variant::Dropout, 0.5, true, 4).unwrap();
+    let b = dropout_family(want, Variant::Dropout, 0.5, true, 4).unwrap();
+    assert_eq!(values(a), values(b));
+}

@@ -52,9 +52,10 @@ fn flex_typed<E>(x: FlexTensor, op: &MaskedAffine) -> FlexTensor
 where
     E: kernel::KernelFloat + burn::tensor::Element + bytemuck::Pod,
 {
-    let mut x = if x.is_contiguous()
-        && x.layout().contiguous_offsets() == Some((0, x.layout().shape().num_elements()))
-    {
+    let n = x.layout().shape().num_elements();
+    // The tensor's elements must be the first `n` of its buffer, in order. The buffer itself
+    // may be longer (a view that kept the start of a bigger tensor): only `[..n]` is touched.
+    let mut x = if x.is_contiguous() && x.layout().contiguous_offsets() == Some((0, n)) {
         x
     } else {
         x.to_contiguous()
@@ -62,11 +63,11 @@ where
     // In place when nobody else holds the buffer (the usual case in a forward pass: the
     // backward needs only the seed, not the input).
     if let Some(buf) = x.try_storage_mut::<E>() {
-        kernel::apply_in_place(buf, op);
+        kernel::apply_in_place(&mut buf[..n], op);
         return x;
     }
     let shape = x.layout().shape().clone();
-    let src: &[E] = x.storage::<E>();
+    let src: &[E] = &x.storage::<E>()[..n];
     // Uninitialised output, first touched by the kernel's threads: no zero-fill pass and the
     // page faults of a fresh buffer are spread over the threads.
     let mut out: Vec<E> = Vec::with_capacity(src.len());
