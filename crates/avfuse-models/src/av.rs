@@ -208,8 +208,20 @@ impl AvModel {
         // `compact` needs the present samples' indices on the host (one read of the [B, 2]
         // presence; free on the CPU, a sync on a GPU).
         let host_presence: Option<Vec<f32>> = match blanking {
-            Blanking::Compact => input.presence.clone().into_data().try_to_vec::<f32>().ok(),
+            Blanking::Compact => input
+                .presence
+                .clone()
+                .cast(burn::tensor::DType::F32)
+                .into_data()
+                .try_to_vec::<f32>()
+                .ok(),
             _ => None,
+        };
+        // Unreadable presence (cannot happen for a float tensor cast to f32): `mask` gives
+        // the same result, so fall back to it rather than treat every sample as absent.
+        let blanking = match (blanking, &host_presence) {
+            (Blanking::Compact, None) => Blanking::Mask,
+            (b, _) => b,
         };
         let present = |m: Modality| -> Vec<i64> {
             host_presence
