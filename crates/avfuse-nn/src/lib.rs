@@ -9,6 +9,7 @@
 //! It depends on Burn only, so any Burn user can reuse it.
 
 pub mod dropout;
+mod hash;
 pub mod masked_batch_norm;
 pub mod modality_dropout;
 pub mod presence;

@@ -8,13 +8,7 @@
 //! They are built on the host (Burn's RNG is process-global, see the design notes) and enter
 //! the network as the `[B, M]` presence mask.
 
-/// splitmix64 finaliser: a bijective 64-bit mix.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::hash::splitmix64 as mix;
 
 /// A uniform number in [0, 1) from a 64-bit hash (53 significant bits).
 fn unit(h: u64) -> f64 {

@@ -154,11 +154,8 @@ struct Keys {
 impl Keys {
     #[inline(always)]
     fn new(seed: u64) -> Self {
-        // splitmix64 finaliser spreads a small or structured seed over both keys.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        // splitmix64 spreads a small or structured seed over both keys.
+        let z = crate::hash::splitmix64(seed);
         Self {
             k0: z as u32,
             k1: (z >> 32) as u32,

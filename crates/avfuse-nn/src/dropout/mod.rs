@@ -82,9 +82,5 @@ pub fn next_seed() -> u64 {
     let n = SEED_COUNTER.fetch_add(1, Ordering::SeqCst);
     let base = SEED_BASE.load(Ordering::SeqCst);
     // splitmix64 of the pair: consecutive calls get unrelated seeds.
-    let mut z = base ^ n.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    crate::hash::splitmix64(base ^ n.wrapping_mul(0xD1B5_4A32_D192_ED03))
 }
