@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use avfuse_bench::{machine, run_python_json, torch_python, write_json};
+use avfuse_models::run_on_rows;
 use avfuse_nn::{MaskedBatchNorm, MaskedBatchNormConfig};
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -25,7 +26,7 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -180,13 +181,7 @@ fn compact(stream: &Stream, x: Tensor<4>, mask: &[f32], d: &Device) -> Tensor<2>
         .map(|i| i as i64)
         .collect();
     let zeros = Tensor::<2>::zeros([mask.len(), 512], d);
-    if idx.is_empty() {
-        return zeros;
-    }
-    let n = idx.len();
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), d);
-    let f = stream.forward(x.select(0, idx.clone()), None);
-    zeros.select_assign(0, idx, f, IndexingUpdateOp::Add)
+    run_on_rows(x, idx, zeros, |x| stream.forward(x, None))
 }
 
 impl TwoStream {

@@ -28,6 +28,24 @@ pub enum Blanking {
     ZeroInput,
 }
 
+/// The `compact` step: run `f` on rows `rows` (dim 0) of `x` only and scatter its output
+/// into `zeros` (which has one row per row of `x`). With no row listed, `f` does not run and
+/// `zeros` is returned: the encoder then has no gradient entry at all.
+pub fn run_on_rows<const D: usize, const O: usize>(
+    x: Tensor<D>,
+    rows: Vec<i64>,
+    zeros: Tensor<O>,
+    f: impl FnOnce(Tensor<D>) -> Tensor<O>,
+) -> Tensor<O> {
+    if rows.is_empty() {
+        return zeros;
+    }
+    let n = rows.len();
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &zeros.device());
+    let sub = f(x.select(0, idx.clone()));
+    zeros.select_assign(0, idx, sub, IndexingUpdateOp::Add)
+}
+
 /// Configuration of [`AvModel`].
 #[derive(Config, Debug)]
 pub struct AvModelConfig {
@@ -255,14 +273,7 @@ impl AvModel {
                         .flat_map(|i| (0..t as i64).map(move |k| i * t as i64 + k))
                         .collect();
                     let zeros = Tensor::<2>::zeros([b * t, d], &device);
-                    if idx.is_empty() {
-                        zeros
-                    } else {
-                        let n = idx.len();
-                        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
-                        let sub = video.forward_masked(frames.select(0, idx.clone()), None);
-                        zeros.select_assign(0, idx, sub, IndexingUpdateOp::Add)
-                    }
+                    run_on_rows(frames, idx, zeros, |x| video.forward_masked(x, None))
                 }
             };
             let v = v.reshape([b, t, d]);
@@ -281,14 +292,7 @@ impl AvModel {
                     let idx = present(Modality::Audio);
                     // One audio step per video frame (AvInput's layout): S = T.
                     let zeros = Tensor::<3>::zeros([b, t, audio.embed_dim()], &device);
-                    if idx.is_empty() {
-                        zeros
-                    } else {
-                        let n = idx.len();
-                        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
-                        let sub = audio.forward_masked(input.mel.select(0, idx.clone()), None);
-                        zeros.select_assign(0, idx, sub, IndexingUpdateOp::Add)
-                    }
+                    run_on_rows(input.mel, idx, zeros, |x| audio.forward_masked(x, None))
                 }
             };
             steps.push(mask_batch(a, p));

@@ -10,7 +10,7 @@ pub mod av;
 pub mod encoders;
 pub mod error;
 
-pub use av::{AvInput, AvModel, AvModelConfig, Blanking};
+pub use av::{AvInput, AvModel, AvModelConfig, Blanking, run_on_rows};
 pub use encoders::{ConvBnRelu, FrameCnn, FrameCnnConfig, MelCnn, MelCnnConfig};
 pub use error::ModelError;
 
