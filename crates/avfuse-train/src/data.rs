@@ -356,6 +356,9 @@ pub struct Prefetcher {
     inner: Inner,
 }
 
+/// `(indices, presence)` of each batch, in order.
+pub type Plan = Vec<(Vec<usize>, Vec<[u8; 2]>)>;
+
 enum Inner {
     Thread {
         rx: Option<std::sync::mpsc::Receiver<HostBatch>>,
@@ -364,25 +367,25 @@ enum Inner {
     Inline {
         ds: std::sync::Arc<Dataset>,
         norm: Normalizer,
-        plan: std::vec::IntoIter<(Vec<usize>, Vec<[u8; 2]>)>,
+        plan: std::sync::Arc<Plan>,
+        next: usize,
     },
 }
 
 impl Prefetcher {
     /// Prepare the batches of `plan` on a background thread, at most [`PREFETCH_DEPTH`] ahead.
     /// Falls back to [`Prefetcher::inline`] if the OS refuses a thread.
-    pub fn spawn(
-        ds: std::sync::Arc<Dataset>,
-        norm: Normalizer,
-        plan: Vec<(Vec<usize>, Vec<[u8; 2]>)>,
-    ) -> Self {
+    pub fn spawn(ds: std::sync::Arc<Dataset>, norm: Normalizer, plan: Plan) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(PREFETCH_DEPTH);
+        // Shared, not copied: the inline fallback below needs the plan only if the thread
+        // cannot start.
+        let plan = std::sync::Arc::new(plan);
         let producer_ds = ds.clone();
         let producer_plan = plan.clone();
         let handle = std::thread::Builder::new()
             .name("avfuse-prefetch".into())
             .spawn(move || {
-                for (indices, presence) in &producer_plan {
+                for (indices, presence) in producer_plan.iter() {
                     if tx
                         .send(producer_ds.host_batch(indices, presence, &norm))
                         .is_err()
@@ -400,22 +403,26 @@ impl Prefetcher {
             },
             Err(e) => {
                 tracing::warn!("cannot start the prefetch thread ({e}); preparing batches inline");
-                Self::inline(ds, norm, plan)
+                Self {
+                    inner: Inner::Inline {
+                        ds,
+                        norm,
+                        plan,
+                        next: 0,
+                    },
+                }
             }
         }
     }
 
     /// Prepare each batch when it is asked for, on the calling thread.
-    pub fn inline(
-        ds: std::sync::Arc<Dataset>,
-        norm: Normalizer,
-        plan: Vec<(Vec<usize>, Vec<[u8; 2]>)>,
-    ) -> Self {
+    pub fn inline(ds: std::sync::Arc<Dataset>, norm: Normalizer, plan: Plan) -> Self {
         Self {
             inner: Inner::Inline {
                 ds,
                 norm,
-                plan: plan.into_iter(),
+                plan: std::sync::Arc::new(plan),
+                next: 0,
             },
         }
     }
@@ -432,9 +439,15 @@ impl Iterator for Prefetcher {
     fn next(&mut self) -> Option<HostBatch> {
         match &mut self.inner {
             Inner::Thread { rx, .. } => rx.as_ref()?.recv().ok(),
-            Inner::Inline { ds, norm, plan } => {
-                let (indices, presence) = plan.next()?;
-                Some(ds.host_batch(&indices, &presence, norm))
+            Inner::Inline {
+                ds,
+                norm,
+                plan,
+                next,
+            } => {
+                let (indices, presence) = plan.get(*next)?;
+                *next += 1;
+                Some(ds.host_batch(indices, presence, norm))
             }
         }
     }
