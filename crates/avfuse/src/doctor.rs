@@ -4,11 +4,12 @@
 //! `dlopen`, headers and directories are looked up on disk); nothing is assumed from the
 //! build alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Result;
 use avfuse_train::kernel_cache::{self, kernel_cache_dir};
+use avfuse_train::trainer::ensure_writable_dir;
 
 use crate::cli::DoctorArgs;
 
@@ -77,13 +78,6 @@ fn nvidia_smi() -> Option<String> {
             .trim()
             .replace('\n', "; ")
     })
-}
-
-fn writable_dir(dir: &Path) -> std::result::Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let probe = dir.join(".avfuse-doctor-probe");
-    std::fs::write(&probe, b"ok").map_err(|e| e.to_string())?;
-    std::fs::remove_file(&probe).map_err(|e| e.to_string())
 }
 
 /// Run every check.
@@ -166,7 +160,7 @@ pub fn checks() -> Vec<Check> {
     let from_file = std::env::current_dir()
         .ok()
         .and_then(|d| kernel_cache::cubecl_config_file(&d));
-    v.push(match (from_file, writable_dir(&dir)) {
+    v.push(match (from_file, ensure_writable_dir(&dir)) {
         (Some(f), _) => check(
             "kernel cache",
             Warn,
