@@ -125,9 +125,11 @@ impl FrameCnn {
         self.forward_masked(frames, None)
     }
 
-    /// Width of the embedding.
+    /// Width of the embedding. Reads the shape without initialising the lazily initialised
+    /// projection (forcing it early changes the order in which parameters draw from Burn's
+    /// global RNG, hence the initial weights).
     pub fn embed_dim(&self) -> usize {
-        self.proj.weight.dims()[1]
+        self.proj.weight.lazy_shape()[1]
     }
 
     /// [`FrameCnn::forward`] with a `[N]` presence mask for the BatchNorm statistics.
@@ -211,9 +213,11 @@ impl MelCnn {
         self.forward_masked(mel, None)
     }
 
-    /// Width of the embedding.
+    /// Width of the embedding. Reads the shape without initialising the lazily initialised
+    /// projection (forcing it early changes the order in which parameters draw from Burn's
+    /// global RNG, hence the initial weights).
     pub fn embed_dim(&self) -> usize {
-        self.proj.weight.dims()[1]
+        self.proj.weight.lazy_shape()[1]
     }
 
     /// [`MelCnn::forward`] with a `[B]` presence mask for the BatchNorm statistics.
