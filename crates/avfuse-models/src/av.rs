@@ -220,6 +220,26 @@ impl AvModel {
 
     /// [`AvModel::embed`] with a chosen way of handling blanked samples (design 2.3).
     pub fn embed_with(&self, input: AvInput, blanking: Blanking) -> Tensor<2> {
+        self.embed_scaled(input, blanking, 1.0)
+    }
+
+    /// [`AvModel::embed_with`] with every modality's per-step features multiplied by
+    /// `feature_scale` after masking: modality dropout's optional rescale of the kept
+    /// modalities in training (`1 / (1 - p / M)`, slp's MMDrop). 1 changes nothing (and
+    /// costs nothing).
+    pub fn embed_scaled(
+        &self,
+        input: AvInput,
+        blanking: Blanking,
+        feature_scale: f64,
+    ) -> Tensor<2> {
+        let scale = |x: Tensor<3>| {
+            if feature_scale == 1.0 {
+                x
+            } else {
+                x * feature_scale
+            }
+        };
         let [b, t, c, h, w] = input.frames.dims();
         let device = input.frames.device();
         let mut steps: Vec<Tensor<3>> = Vec::with_capacity(2);
@@ -277,7 +297,7 @@ impl AvModel {
                 }
             };
             let v = v.reshape([b, t, d]);
-            steps.push(mask_batch(v, p));
+            steps.push(scale(mask_batch(v, p)));
         }
         if let Some(audio) = &self.audio {
             let p = input
@@ -295,7 +315,7 @@ impl AvModel {
                     run_on_rows(input.mel, idx, zeros, |x| audio.forward_masked(x, None))
                 }
             };
-            steps.push(mask_batch(a, p));
+            steps.push(scale(mask_batch(a, p)));
         }
         let mut clip = Vec::with_capacity(steps.len() + 1);
         let mut centred = Vec::with_capacity(steps.len());
@@ -318,7 +338,17 @@ impl AvModel {
 
     /// [`AvModel::forward`] with a chosen [`Blanking`].
     pub fn forward_with(&self, input: AvInput, blanking: Blanking) -> Tensor<2> {
-        let z = self.embed_with(input, blanking);
+        self.forward_scaled(input, blanking, 1.0)
+    }
+
+    /// [`AvModel::forward_with`] with the features scaled as in [`AvModel::embed_scaled`].
+    pub fn forward_scaled(
+        &self,
+        input: AvInput,
+        blanking: Blanking,
+        feature_scale: f64,
+    ) -> Tensor<2> {
+        let z = self.embed_scaled(input, blanking, feature_scale);
         let z = relu(self.head_hidden.forward(self.dropout.forward(z)));
         self.head_out.forward(self.dropout.forward(z))
     }
@@ -570,6 +600,43 @@ mod blanking {
             diff > 1e-4,
             "zero_input should differ from mask (BatchNorm sees zeros), diff {diff}"
         );
+    }
+
+    /// Modality dropout's rescale: the clip stream (the per-modality temporal means) scales
+    /// linearly with `feature_scale`, and 1 is exactly the unscaled forward.
+    #[test]
+    fn feature_scale_multiplies_the_modality_features() {
+        let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        let d = Device::flex();
+        d.seed(5);
+        let m = AvModelConfig::new(FrameCnnConfig::new(), MelCnnConfig::new())
+            .init(&d)
+            .unwrap();
+        let input = AvInput {
+            frames: Tensor::random([2, 4, 3, 32, 32], Distribution::Default, &d),
+            mel: Tensor::random([2, 1, 16, 16], Distribution::Default, &d),
+            presence: Tensor::from_data(TensorData::new(vec![1.0f32, 1.0, 1.0, 0.0], [2, 2]), &d),
+        };
+        let vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let base = vec(m.embed_with(input.clone(), Blanking::Mask));
+        assert_eq!(
+            vec(m.embed_scaled(input.clone(), Blanking::Mask, 1.0)),
+            base
+        );
+        let scaled = vec(m.embed_scaled(input, Blanking::Mask, 1.5));
+        let clip_dims = m.video.as_ref().map_or(0, |v| v.embed_dim())
+            + m.audio.as_ref().map_or(0, |a| a.embed_dim());
+        let width = base.len() / 2;
+        for row in 0..2 {
+            for k in 0..clip_dims {
+                let (b, s) = (base[row * width + k], scaled[row * width + k]);
+                assert!(
+                    (s - 1.5 * b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "[{row}, {k}]: {s} vs 1.5 * {b}"
+                );
+            }
+        }
+        assert_ne!(scaled, base);
     }
 
     /// With no sample holding a modality, `compact` skips its encoder entirely.

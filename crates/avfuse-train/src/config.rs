@@ -179,6 +179,36 @@ pub struct FusionConfig {
     /// How encoders treat blanked samples in training: `mask` (masked BatchNorm), `compact`
     /// (run encoders on present samples only) or `zero_input` (plain BatchNorm on zeros).
     pub blanking: avfuse_models::Blanking,
+    /// How an encoder whose modality is absent from a whole batch stays in the autograd graph
+    /// (design 2.4): `none`, `dummy` or `zero_after_encoder`.
+    pub coverage: Coverage,
+    /// `coverage: dummy`: the factor of the added `sum(param)` terms, finite and >= 0 (0 keeps
+    /// the graph without changing any gradient value).
+    pub coverage_scale: f64,
+}
+
+/// Gradient coverage of inactive encoders (design 2.4).
+///
+/// Data-parallel training all-reduces every parameter's gradient and fails ("unused
+/// parameters") when a rank's batch leaves an encoder out of the graph, e.g. a `compact` batch
+/// with no audio at all. Within one process the gradients of such an encoder are exactly zero
+/// either way; the modes only decide whether the encoder appears in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// Nothing added: an encoder skipped by `compact` blanking gets no gradient entry (under
+    /// `mask` and `zero_input` every encoder runs on every sample, so it always has one).
+    None,
+    /// Add `coverage_scale * sum(sum(param))` over the inactive encoders' parameters to the
+    /// loss: every parameter gets a gradient entry (equal to `coverage_scale`). With
+    /// `inactive_update: pytorch` AdamW then moves them by about `lr` per step (Adam
+    /// normalises the tiny gradient away): keep the default `skip` with this mode.
+    Dummy,
+    /// Every encoder runs on every sample's real input and the features of absent samples
+    /// are zeroed after the encoder (AV-HuBERT's `0 * features`): graph-safe, but costs the
+    /// blanked samples' compute; with `blanking: zero_input` their inputs also enter the
+    /// BatchNorm statistics (AV-HuBERT), with `mask` they do not. Incompatible with `compact`.
+    ZeroAfterEncoder,
 }
 
 /// The optimiser rule for an inactive modality's parameters (design 2.4).
@@ -201,6 +231,8 @@ impl Default for FusionConfig {
             modality_dropout: ModalityDropoutConfig::default(),
             inactive_update: InactiveUpdate::Skip,
             blanking: avfuse_models::Blanking::Mask,
+            coverage: Coverage::None,
+            coverage_scale: 1e-7,
         }
     }
 }
@@ -228,6 +260,9 @@ pub struct ModalityDropoutConfig {
     pub ramp_epochs: usize,
     /// `sample` mode: at most this many modalities dropped from one sample (never all).
     pub max_dropped: usize,
+    /// Multiply the kept modalities' features by `1 / (1 - p / M)` in training (slp's MMDrop),
+    /// so their expected magnitude matches evaluation, where nothing is dropped.
+    pub rescale: bool,
 }
 
 impl Default for ModalityDropoutConfig {
@@ -237,6 +272,7 @@ impl Default for ModalityDropoutConfig {
             probs: None,
             ramp_epochs: 0,
             max_dropped: 1,
+            rescale: false,
         }
     }
 }
@@ -529,6 +565,24 @@ impl Config {
                     "must be [video, audio] weights, finite, >= 0, not both 0",
                 ));
             }
+        }
+        let f = &self.fusion;
+        if !(f.coverage_scale >= 0.0 && f.coverage_scale.is_finite()) {
+            return Err(range_err(
+                "fusion.coverage_scale",
+                f.coverage_scale,
+                "must be a finite number >= 0",
+            ));
+        }
+        if f.coverage == Coverage::ZeroAfterEncoder
+            && f.blanking == avfuse_models::Blanking::Compact
+        {
+            return Err(range_err(
+                "fusion.coverage",
+                "zero_after_encoder",
+                "runs every encoder on every sample, which `fusion.blanking: compact` skips: \
+                 use blanking mask or zero_input, or coverage dummy",
+            ));
         }
         let t = &self.training;
         check_positive("training.epochs", t.epochs)?;

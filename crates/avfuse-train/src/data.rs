@@ -204,6 +204,20 @@ impl Dataset {
         presence: &[[u8; 2]],
         norm: &Normalizer,
     ) -> HostBatch {
+        self.host_batch_with(indices, presence, norm, InputFill::Present)
+    }
+
+    /// [`Dataset::host_batch`] with a choice of which inputs are filled: with
+    /// [`InputFill::Data`] a modality blanked by modality dropout (presence 0, data present)
+    /// keeps its real input, for `coverage: zero_after_encoder` (the encoder runs on it and
+    /// the model zeroes its features).
+    pub fn host_batch_with(
+        &self,
+        indices: &[usize],
+        presence: &[[u8; 2]],
+        norm: &Normalizer,
+        fill: InputFill,
+    ) -> HostBatch {
         let l = &self.layout;
         let b = indices.len();
         let frame_len = l.frames * 3 * l.image_size * l.image_size;
@@ -214,6 +228,10 @@ impl Dataset {
         for (k, (&i, p)) in indices.iter().zip(presence).enumerate() {
             pres[k * 2] = f32::from(p[0]);
             pres[k * 2 + 1] = f32::from(p[1]);
+            let p = match fill {
+                InputFill::Present => *p,
+                InputFill::Data => self.presence(i),
+            };
             if p[Modality::Video as usize] != 0 {
                 let src = &self.data.frames[i * frame_len..(i + 1) * frame_len];
                 for (d, &s) in frames[k * frame_len..(k + 1) * frame_len]
@@ -291,6 +309,16 @@ impl Dataset {
     }
 }
 
+/// Which inputs [`Dataset::host_batch_with`] fills with data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InputFill {
+    /// Only modalities whose (possibly dropped) presence is 1; the others stay zero.
+    #[default]
+    Present,
+    /// Every modality the clip has data for, whatever the presence says.
+    Data,
+}
+
 /// One batch prepared on the host (normalised, absent modalities zeroed), ready to upload.
 /// Built off the training thread by [`prefetch`].
 #[derive(Clone, Debug, PartialEq)]
@@ -343,8 +371,8 @@ impl HostBatch {
 /// consumer is).
 pub const PREFETCH_DEPTH: usize = 2;
 
-/// Host batches for the training loop, in order: exactly what [`Dataset::host_batch`] gives
-/// for each `(indices, presence)` of the plan.
+/// Host batches for the training loop, in order: exactly what [`Dataset::host_batch_with`]
+/// gives for each `(indices, presence)` of the plan and the chosen [`InputFill`].
 ///
 /// [`Prefetcher::spawn`] prepares them ahead on a background thread through a bounded queue
 /// of [`PREFETCH_DEPTH`] (for GPU training, where the host work overlaps the device's).
@@ -368,6 +396,7 @@ enum Inner {
         ds: std::sync::Arc<Dataset>,
         norm: Normalizer,
         plan: std::sync::Arc<Plan>,
+        fill: InputFill,
         next: usize,
     },
 }
@@ -375,7 +404,12 @@ enum Inner {
 impl Prefetcher {
     /// Prepare the batches of `plan` on a background thread, at most [`PREFETCH_DEPTH`] ahead.
     /// Falls back to [`Prefetcher::inline`] if the OS refuses a thread.
-    pub fn spawn(ds: std::sync::Arc<Dataset>, norm: Normalizer, plan: Plan) -> Self {
+    pub fn spawn(
+        ds: std::sync::Arc<Dataset>,
+        norm: Normalizer,
+        plan: Plan,
+        fill: InputFill,
+    ) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(PREFETCH_DEPTH);
         // Shared, not copied: the inline fallback below needs the plan only if the thread
         // cannot start.
@@ -387,7 +421,7 @@ impl Prefetcher {
             .spawn(move || {
                 for (indices, presence) in producer_plan.iter() {
                     if tx
-                        .send(producer_ds.host_batch(indices, presence, &norm))
+                        .send(producer_ds.host_batch_with(indices, presence, &norm, fill))
                         .is_err()
                     {
                         break; // the consumer stopped early
@@ -408,6 +442,7 @@ impl Prefetcher {
                         ds,
                         norm,
                         plan,
+                        fill,
                         next: 0,
                     },
                 }
@@ -416,12 +451,18 @@ impl Prefetcher {
     }
 
     /// Prepare each batch when it is asked for, on the calling thread.
-    pub fn inline(ds: std::sync::Arc<Dataset>, norm: Normalizer, plan: Plan) -> Self {
+    pub fn inline(
+        ds: std::sync::Arc<Dataset>,
+        norm: Normalizer,
+        plan: Plan,
+        fill: InputFill,
+    ) -> Self {
         Self {
             inner: Inner::Inline {
                 ds,
                 norm,
                 plan: std::sync::Arc::new(plan),
+                fill,
                 next: 0,
             },
         }
@@ -443,11 +484,12 @@ impl Iterator for Prefetcher {
                 ds,
                 norm,
                 plan,
+                fill,
                 next,
             } => {
                 let (indices, presence) = plan.get(*next)?;
                 *next += 1;
-                Some(ds.host_batch(indices, presence, norm))
+                Some(ds.host_batch_with(indices, presence, norm, *fill))
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod coverage;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -11,11 +11,11 @@ use avfuse_metrics::binary_report;
 use avfuse_models::{AvModel, Modality};
 use avfuse_nn::modality_dropout::{DropMode, ModalityDropout};
 
-use crate::config::{DropModeConfig, InactiveUpdate};
+use crate::config::{Coverage, DropModeConfig, InactiveUpdate};
+use crate::coverage::{inactive_modalities, remove_encoder_grads, training_loss};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
-use burn::tensor::activation::relu;
 use burn::tensor::{Bytes, Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -26,30 +26,13 @@ use tracing::{debug, info};
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::config::{Config, SelectionMetric};
-use crate::data::{Dataset, ModalitySet, Prefetcher};
+use crate::data::{Dataset, InputFill, ModalitySet, Prefetcher};
 use crate::error::{Result, TrainError};
 use crate::predict::predict;
 use crate::schedule::{EarlyStopping, WarmupCosine};
 
 /// Burn version the workspace pins (recorded in checkpoints).
 pub const BURN_VERSION: &str = "0.22.1";
-
-/// Modalities absent from every sample of a batch, from its `[B, 2]` host presence.
-fn inactive_modalities(presence: &[f32]) -> Vec<Modality> {
-    Modality::ALL
-        .into_iter()
-        .filter(|&m| presence.chunks(2).all(|p| p[m as usize] == 0.0))
-        .collect()
-}
-
-/// Removes the gradients of the visited parameters.
-struct RemoveGrads<'a>(&'a mut GradientsParams);
-
-impl ModuleVisitor for RemoveGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.remove::<D>(param.id);
-    }
-}
 
 /// Sum of squared gradients of the visited parameters, on the device.
 struct SquaredNorm<'a> {
@@ -398,7 +381,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         },
         md.probs.clone(),
         md.ramp_epochs,
-        false,
+        md.rescale,
     )
     .and_then(|p| p.with_max_dropped(md.max_dropped))
     .map_err(|e| TrainError::Config(format!("fusion.modality_dropout: {e}")))?;
@@ -453,19 +436,26 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 (batch.to_vec(), presence)
             })
             .collect();
+        // zero_after_encoder: a blanked modality keeps its real input; the model zeroes its
+        // features after the encoder.
+        let fill = match cfg.fusion.coverage {
+            Coverage::ZeroAfterEncoder => InputFill::Data,
+            Coverage::None | Coverage::Dummy => InputFill::Present,
+        };
+        let feature_scale = modality_dropout.rescale_factor(epoch as u64, Modality::ALL.len());
         let prefetched = if ad_device.clone().without_autodiff() == Device::flex() {
-            Prefetcher::inline(train_ds.clone(), norm, plan)
+            Prefetcher::inline(train_ds.clone(), norm, plan, fill)
         } else {
-            Prefetcher::spawn(train_ds.clone(), norm, plan)
+            Prefetcher::spawn(train_ds.clone(), norm, plan, fill)
         };
         for (bi, host) in prefetched.enumerate() {
             let clips = host.batch;
             let host_presence = host.presence.clone();
             let (input, y) = host.upload(&ad_device);
-            let x = model.forward_with(input, cfg.fusion.blanking);
-            let loss: Tensor<1> =
-                (relu(x.clone()) - x.clone() * y + x.abs().neg().exp().log1p()).mean();
-            let weighted = loss.clone().detach() * clips as f64;
+            let inactive = inactive_modalities(&host_presence);
+            let (loss, bce) =
+                training_loss(&model, input, y, &cfg.fusion, feature_scale, &inactive);
+            let weighted = bce.detach() * clips as f64;
             pending = Some(match pending.take() {
                 Some(acc) => acc + weighted,
                 None => weighted,
@@ -473,7 +463,6 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             pending_steps += 1;
             pending_clips += clips;
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            let inactive = inactive_modalities(&host_presence);
             let sync_now = pending_steps == LOSS_SYNC_EVERY || bi + 1 == n_batches;
             if sync_now || tracing::enabled!(tracing::Level::DEBUG) {
                 // Per-encoder gradient norms (a host read: only at sync points or when asked
@@ -503,10 +492,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 }
             }
             if cfg.fusion.inactive_update == InactiveUpdate::Skip {
-                for &m in &inactive {
-                    // No gradient entry -> AdamW leaves these parameters and their moments alone.
-                    model.visit_encoder(m, &mut RemoveGrads(&mut grads));
-                }
+                // No gradient entry -> AdamW leaves these parameters and their moments alone.
+                remove_encoder_grads(&model, &inactive, &mut grads);
             }
             lr = schedule.lr(step);
             model = optim.step(lr, model, grads);

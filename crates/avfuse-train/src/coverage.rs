@@ -1,0 +1,104 @@
+//! The training loss and gradient coverage of inactive encoders (design 2.4).
+//!
+//! An encoder is *inactive* in a batch when its modality is absent from every sample of it
+//! (modality dropout in `batch` mode, a batch of clips without audio, ...). Whether such an
+//! encoder has gradient entries at all depends on [`Coverage`] and on the blanking strategy;
+//! what the optimiser then does with them is [`crate::config::InactiveUpdate`]'s business.
+
+use avfuse_models::{AvInput, AvModel, Modality};
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+
+use crate::config::{Coverage, FusionConfig};
+
+/// Modalities absent from every sample of a batch, from its `[B, M]` host presence
+/// (row-major, [`Modality`] column order).
+pub fn inactive_modalities(presence: &[f32]) -> Vec<Modality> {
+    let m = Modality::ALL.len();
+    Modality::ALL
+        .into_iter()
+        .filter(|&mo| presence.chunks(m).all(|p| p[mo as usize] == 0.0))
+        .collect()
+}
+
+/// `sum(sum(param))` over the visited trainable parameters (running statistics excluded).
+struct ParamSum {
+    sum: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for ParamSum {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if !param.is_require_grad() {
+            return;
+        }
+        let s = param.val().sum();
+        self.sum = Some(match self.sum.take() {
+            Some(acc) => acc + s,
+            None => s,
+        });
+    }
+}
+
+/// `scale * Σ_m Σ_params sum(param)` over the encoders of `inactive` (design 2.4's dummy
+/// loss), or `None` when there is nothing to add. Its gradient is `scale` for every element
+/// of every inactive parameter; with `scale = 0` the parameters join the graph with zero
+/// gradients.
+pub fn dummy_term(model: &AvModel, inactive: &[Modality], scale: f64) -> Option<Tensor<1>> {
+    let mut v = ParamSum { sum: None };
+    for &m in inactive {
+        model.visit_encoder(m, &mut v);
+    }
+    v.sum.map(|s| s * scale)
+}
+
+/// Mean binary cross-entropy with logits, PyTorch's numerically stable form
+/// `max(x, 0) - x * y + log(1 + exp(-|x|))`. `logits`, `labels`: `[B, 1]`; returns `[1]`.
+pub fn bce_with_logits(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
+    (relu(logits.clone()) - logits.clone() * labels + logits.abs().neg().exp().log1p()).mean()
+}
+
+/// The training loss of one batch: the model run with `fusion.blanking` and the modality
+/// dropout `feature_scale`, BCE with logits against `labels` (`[B, 1]`), plus the dummy
+/// coverage term for the `inactive` encoders when `fusion.coverage` is `dummy`.
+///
+/// Returns `(loss, bce)`: the loss to differentiate and the BCE alone (the value to report;
+/// the two differ only by the dummy term).
+pub fn training_loss(
+    model: &AvModel,
+    input: AvInput,
+    labels: Tensor<2>,
+    fusion: &FusionConfig,
+    feature_scale: f64,
+    inactive: &[Modality],
+) -> (Tensor<1>, Tensor<1>) {
+    let logits = model.forward_scaled(input, fusion.blanking, feature_scale);
+    let bce = bce_with_logits(logits, labels);
+    let loss = match fusion.coverage {
+        Coverage::Dummy => match dummy_term(model, inactive, fusion.coverage_scale) {
+            Some(d) => bce.clone() + d,
+            None => bce.clone(),
+        },
+        Coverage::None | Coverage::ZeroAfterEncoder => bce.clone(),
+    };
+    (loss, bce)
+}
+
+/// Removes the gradients of the visited parameters.
+struct RemoveGrads<'a>(&'a mut GradientsParams);
+
+impl ModuleVisitor for RemoveGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.remove::<D>(param.id);
+    }
+}
+
+/// `inactive_update: skip`: drop the gradient entries of the `inactive` encoders, so the
+/// optimiser step leaves their parameters and their AdamW moments untouched (no weight
+/// decay, no moment decay) even where [`Coverage`] put them in the graph.
+pub fn remove_encoder_grads(model: &AvModel, inactive: &[Modality], grads: &mut GradientsParams) {
+    for &m in inactive {
+        model.visit_encoder(m, &mut RemoveGrads(grads));
+    }
+}
