@@ -79,3 +79,108 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     avfuse_media::io::atomic_write(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// A global allocator that counts live heap bytes and their high-water mark, for peak-memory
+/// rows of CPU benchmarks (the Flex backend allocates tensors through the global allocator).
+///
+/// Install it in a benchmark binary with
+/// `#[global_allocator] static ALLOC: avfuse_bench::PeakAlloc = avfuse_bench::PeakAlloc::new();`
+/// then call [`PeakAlloc::reset_peak`] before the measured region and read
+/// [`PeakAlloc::peak_bytes`] after it. Two relaxed atomics per allocation; no locking.
+pub struct PeakAlloc {
+    live: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl PeakAlloc {
+    /// A counter at zero.
+    pub const fn new() -> Self {
+        Self {
+            live: std::sync::atomic::AtomicUsize::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes allocated and not yet freed.
+    pub fn live_bytes(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The largest [`PeakAlloc::live_bytes`] seen since the last reset.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Start a new measurement: the peak becomes the current live bytes.
+    pub fn reset_peak(&self) {
+        self.peak
+            .store(self.live_bytes(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Default for PeakAlloc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters are plain
+// atomics updated around it.
+unsafe impl std::alloc::GlobalAlloc for PeakAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let now = self
+                .live
+                .fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed)
+                + layout.size();
+            self.peak
+                .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        self.live
+            .fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            let now = self
+                .live
+                .fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed)
+                + layout.size();
+            self.peak
+                .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = new_size - layout.size();
+                let now = self
+                    .live
+                    .fetch_add(grow, std::sync::atomic::Ordering::Relaxed)
+                    + grow;
+                self.peak
+                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                self.live.fetch_sub(
+                    layout.size() - new_size,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        }
+        p
+    }
+}

@@ -29,6 +29,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
 
+/// Counts heap bytes: the peak-memory column (Flex tensors live on the heap).
+#[global_allocator]
+static ALLOC: avfuse_bench::PeakAlloc = avfuse_bench::PeakAlloc::new();
+
 #[derive(Parser)]
 struct Args {
     /// Timed train steps per strategy (median reported; one untimed warm-up step first).
@@ -253,6 +257,7 @@ fn main() -> Result<()> {
     let loss_fn = CrossEntropyLossConfig::new().init(&dev);
     let mut rows = Vec::new();
     let mut none_ms = None;
+    let mut none_peak: Option<usize> = None;
     for s in [
         Strategy::None,
         Strategy::Mask,
@@ -264,7 +269,14 @@ fn main() -> Result<()> {
         let mut optim = AdamWConfig::new().init();
         let p = if s == Strategy::None { 0.0 } else { 0.2 };
         let mut times = Vec::new();
+        // Peak heap over the timed steps, above what is live before them (model, optimiser
+        // state after the warm-up step, inputs): the activations and gradients of a step.
+        let mut base = 0usize;
         for step in 0..=args.steps as u64 {
+            if step == 1 {
+                base = ALLOC.live_bytes();
+                ALLOC.reset_peak();
+            }
             let (ma, mb) = masks(b, p, step);
             let t = std::time::Instant::now();
             let logits = model.forward(xa.clone(), xb.clone(), s, &ma, &mb);
@@ -276,13 +288,25 @@ fn main() -> Result<()> {
                 times.push(ms);
             }
         }
+        let peak = ALLOC.peak_bytes();
+        let step_peak = peak.saturating_sub(base);
+        drop(model);
+        drop(optim);
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
         if s == Strategy::None {
             none_ms = Some(ms);
         }
-        eprintln!("avfuse two-stream {:10} {ms:8.1} ms/step", s.name());
-        rows.push((s, ms));
+        eprintln!(
+            "avfuse two-stream {:10} {ms:8.1} ms/step, peak heap {:.1} MiB ({:.1} MiB above the resting state)",
+            s.name(),
+            peak as f64 / 1048576.0,
+            step_peak as f64 / 1048576.0
+        );
+        if s == Strategy::None {
+            none_peak = Some(peak);
+        }
+        rows.push((s, ms, peak, step_peak));
     }
 
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -310,13 +334,15 @@ fn main() -> Result<()> {
     let torch_ms = |name: &str| torch.as_ref().and_then(|t| t[name]["ms"].as_f64());
     let out_rows: Vec<_> = rows
         .iter()
-        .map(|(s, ms)| {
+        .map(|(s, ms, peak, step_peak)| {
             serde_json::json!({
                 "device": "cpu",
                 "dtype": "f32",
                 "strategy": s.name(),
                 "step_ms": (ms * 10.0).round() / 10.0,
-                "peak_mem_bytes": null,
+                "peak_mem_bytes": peak,
+                "step_peak_mem_bytes": step_peak,
+                "peak_mem_vs_none": none_peak.map(|n| (*peak as f64 / n as f64 * 1000.0).round() / 1000.0),
                 "overhead_vs_none": none_ms.map(|n| (ms / n * 1000.0).round() / 1000.0),
                 "torch_step_ms": torch_ms(s.name()),
             })
@@ -329,7 +355,7 @@ fn main() -> Result<()> {
         "machine": machine(),
         "torch_status": note,
         "torch": torch,
-        "notes": "CPU rows only; peak_mem_bytes not measured on the CPU (one process, shared allocator). torch_reference.py's cpu workload measures none and compact only.",
+        "notes": "CPU rows only. peak_mem_bytes: the process's peak live heap bytes during the timed steps (a counting global allocator; Flex tensors live on the heap), including the model, AdamW state and inputs; step_peak_mem_bytes: the same minus what was live before the timed steps (activations + gradients of one step). PyTorch CPU peak memory is not measured (its allocator is outside this process). torch_reference.py's cpu workload measures none and compact only.",
         "rows": out_rows,
     });
     write_json(&args.out, &result)?;

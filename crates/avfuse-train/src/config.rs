@@ -360,6 +360,36 @@ pub struct TrainingConfig {
     pub min_lr: f64,
     /// Early stopping and best-checkpoint selection.
     pub early_stopping: EarlyStoppingConfig,
+    /// `adamw` (decoupled weight decay, PyTorch's AdamW) or `sgd` (PyTorch's SGD: weight
+    /// decay added to the gradient, momentum without dampening).
+    pub optimizer: OptimizerKind,
+    /// SGD momentum in [0, 1) (0: plain SGD). Ignored by AdamW.
+    pub momentum: f64,
+    /// SGD Nesterov momentum (needs momentum > 0). Ignored by AdamW.
+    pub nesterov: bool,
+    /// Global gradient-norm clipping (PyTorch's `clip_grad_norm_`): when the L2 norm of all
+    /// gradients together exceeds this, every gradient is scaled by
+    /// `max_norm / (norm + 1e-6)`. `null`: no clipping.
+    pub grad_clip_norm: Option<f64>,
+    /// Batches whose gradients are averaged into one optimiser step (>= 1): the effective
+    /// batch is `batch_size * grad_accum_steps`.
+    pub grad_accum_steps: usize,
+    /// Loss weight of each class `[real, fake]`: the loss is `sum(w_y * l) / sum(w_y)` over
+    /// the batch (PyTorch's `CrossEntropyLoss(weight=...)` convention). `null`: unweighted.
+    pub class_weights: Option<Vec<f64>>,
+    /// Also keep `checkpoints/epoch-NNNN.avfc` every this many epochs (0: only `last` and
+    /// `best`).
+    pub checkpoint_every: usize,
+}
+
+/// Optimiser of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// AdamW with `lr`, `beta1`, `beta2`, `eps`, `weight_decay`.
+    Adamw,
+    /// SGD with `lr`, `momentum`, `nesterov`, `weight_decay`.
+    Sgd,
 }
 
 impl Default for TrainingConfig {
@@ -376,6 +406,13 @@ impl Default for TrainingConfig {
             warmup_epochs: 1.0,
             min_lr: 1e-5,
             early_stopping: EarlyStoppingConfig::default(),
+            optimizer: OptimizerKind::Adamw,
+            momentum: 0.9,
+            nesterov: false,
+            grad_clip_norm: None,
+            grad_accum_steps: 1,
+            class_weights: None,
+            checkpoint_every: 0,
         }
     }
 }
@@ -587,6 +624,40 @@ impl Config {
         let t = &self.training;
         check_positive("training.epochs", t.epochs)?;
         check_positive("training.batch_size", t.batch_size)?;
+        check_positive("training.grad_accum_steps", t.grad_accum_steps)?;
+        if !(0.0..1.0).contains(&t.momentum) {
+            return Err(range_err(
+                "training.momentum",
+                t.momentum,
+                "must be in [0, 1)",
+            ));
+        }
+        if t.nesterov && t.momentum == 0.0 && t.optimizer == OptimizerKind::Sgd {
+            return Err(range_err(
+                "training.nesterov",
+                true,
+                "needs training.momentum > 0 (as PyTorch's SGD)",
+            ));
+        }
+        if let Some(c) = t.grad_clip_norm
+            && !(c > 0.0 && c.is_finite())
+        {
+            return Err(range_err(
+                "training.grad_clip_norm",
+                c,
+                "must be a finite number > 0, or null for no clipping",
+            ));
+        }
+        if let Some(w) = &t.class_weights {
+            let ok = w.len() == 2 && w.iter().all(|x| x.is_finite() && *x > 0.0);
+            if !ok {
+                return Err(range_err(
+                    "training.class_weights",
+                    format!("{w:?}"),
+                    "must be [real, fake] weights, finite and > 0, or null",
+                ));
+            }
+        }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return Err(range_err(
                 "training.lr",

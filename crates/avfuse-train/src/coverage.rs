@@ -55,13 +55,30 @@ pub fn dummy_term(model: &AvModel, inactive: &[Modality], scale: f64) -> Option<
 
 /// Mean binary cross-entropy with logits, PyTorch's numerically stable form
 /// `max(x, 0) - x * y + log(1 + exp(-|x|))`. `logits`, `labels`: `[B, 1]`; returns `[1]`.
-pub fn bce_with_logits(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
-    (relu(logits.clone()) - logits.clone() * labels + logits.abs().neg().exp().log1p()).mean()
+///
+/// With `class_weights = Some([w_real, w_fake])` each sample's term is weighted by its
+/// class's weight and the sum divided by the sum of the weights (PyTorch's
+/// `CrossEntropyLoss(weight=...)` convention, a weighted mean).
+pub fn bce_with_logits(
+    logits: Tensor<2>,
+    labels: Tensor<2>,
+    class_weights: Option<[f64; 2]>,
+) -> Tensor<1> {
+    let per_sample =
+        relu(logits.clone()) - logits.clone() * labels.clone() + logits.abs().neg().exp().log1p();
+    match class_weights {
+        None => per_sample.mean(),
+        Some([w0, w1]) => {
+            let w = labels * (w1 - w0) + w0;
+            (per_sample * w.clone()).sum() / w.sum()
+        }
+    }
 }
 
 /// The training loss of one batch: the model run with `fusion.blanking` and the modality
-/// dropout `feature_scale`, BCE with logits against `labels` (`[B, 1]`), plus the dummy
-/// coverage term for the `inactive` encoders when `fusion.coverage` is `dummy`.
+/// dropout `feature_scale`, BCE with logits against `labels` (`[B, 1]`, optionally
+/// class-weighted, see [`bce_with_logits`]), plus the dummy coverage term for the
+/// `inactive` encoders when `fusion.coverage` is `dummy`.
 ///
 /// Returns `(loss, bce)`: the loss to differentiate and the BCE alone (the value to report;
 /// the two differ only by the dummy term).
@@ -72,9 +89,10 @@ pub fn training_loss(
     fusion: &FusionConfig,
     feature_scale: f64,
     inactive: &[Modality],
+    class_weights: Option<[f64; 2]>,
 ) -> (Tensor<1>, Tensor<1>) {
     let logits = model.forward_scaled(input, fusion.blanking, feature_scale);
-    let bce = bce_with_logits(logits, labels);
+    let bce = bce_with_logits(logits, labels, class_weights);
     let loss = match fusion.coverage {
         Coverage::Dummy => match dummy_term(model, inactive, fusion.coverage_scale) {
             Some(d) => bce.clone() + d,
@@ -101,4 +119,31 @@ pub fn remove_encoder_grads(model: &AvModel, inactive: &[Modality], grads: &mut 
     for &m in inactive {
         model.visit_encoder(m, &mut RemoveGrads(grads));
     }
+}
+
+/// Sum of squared gradients of the visited parameters, on the device.
+pub(crate) struct SquaredSum<'a> {
+    pub(crate) grads: &'a GradientsParams,
+    pub(crate) sum: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredSum<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let sq = g.powi_scalar(2).sum();
+            self.sum = Some(match self.sum.take() {
+                Some(s) => s + sq,
+                None => sq,
+            });
+        }
+    }
+}
+
+/// L2 norm of the gradient of one modality's encoder, read back to the host (0 when it has
+/// none).
+pub fn encoder_grad_norm(model: &AvModel, m: Modality, grads: &GradientsParams) -> f64 {
+    let mut v = SquaredSum { grads, sum: None };
+    model.visit_encoder(m, &mut v);
+    v.sum
+        .map_or(0.0, |s| f64::from(s.into_scalar::<f32>()).sqrt())
 }

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod kernel_cache;
+pub mod optim;
 pub mod predict;
 pub mod schedule;
 pub mod trainer;

@@ -12,9 +12,12 @@ use avfuse_models::{AvModel, Modality};
 use avfuse_nn::modality_dropout::{DropMode, ModalityDropout};
 
 use crate::config::{Coverage, DropModeConfig, InactiveUpdate};
-use crate::coverage::{inactive_modalities, remove_encoder_grads, training_loss};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams};
+use crate::coverage::{
+    encoder_grad_norm, inactive_modalities, remove_encoder_grads, training_loss,
+};
+use crate::optim::{build_optimizer, clip_grad_norm};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -34,32 +37,6 @@ use crate::schedule::{EarlyStopping, WarmupCosine};
 /// Burn version the workspace pins (recorded in checkpoints).
 pub const BURN_VERSION: &str = "0.22.1";
 
-/// Sum of squared gradients of the visited parameters, on the device.
-struct SquaredNorm<'a> {
-    grads: &'a GradientsParams,
-    sum: Option<Tensor<1>>,
-}
-
-impl ModuleVisitor for SquaredNorm<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            let sq = g.powi_scalar(2).sum();
-            self.sum = Some(match self.sum.take() {
-                Some(s) => s + sq,
-                None => sq,
-            });
-        }
-    }
-}
-
-/// L2 norm of the gradient of one modality's encoder (0 when it has none).
-fn encoder_grad_norm(model: &AvModel, m: Modality, grads: &GradientsParams) -> f64 {
-    let mut v = SquaredNorm { grads, sum: None };
-    model.visit_encoder(m, &mut v);
-    v.sum
-        .map_or(0.0, |s| f64::from(s.into_scalar::<f32>()).sqrt())
-}
-
 /// Training steps between two reads of the loss from the device. Each read is a host sync
 /// (it waits for the GPU to finish the queued work); the loss is accumulated on the device in
 /// between. A non-finite loss is detected at the next read: the run stops at most this many
@@ -78,6 +55,11 @@ pub mod files {
     pub const LAST: &str = "last.avfc";
     /// Checkpoint of the best epoch by the selection metric.
     pub const BEST: &str = "best.avfc";
+
+    /// Periodic checkpoint of `epoch` (`training.checkpoint_every`): `epoch-0005.avfc`.
+    pub fn periodic(epoch: usize) -> String {
+        format!("epoch-{epoch:04}.avfc")
+    }
 }
 
 /// How to run [`train`].
@@ -303,15 +285,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             model_cfg.init(&ad_device)?
         }
     };
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(t.beta1 as f32)
-        .with_beta_2(t.beta2 as f32)
-        .with_epsilon(t.eps as f32)
-        .with_weight_decay(t.weight_decay as f32)
-        .init();
+    let mut optim = build_optimizer(t);
+    let class_weights = t.class_weights.as_ref().map(|w| [w[0], w[1]]);
 
     let n_train = train_ds.len();
-    let steps_per_epoch = n_train.div_ceil(t.batch_size);
+    let steps_per_epoch = n_train.div_ceil(t.batch_size).div_ceil(t.grad_accum_steps);
     let schedule = WarmupCosine {
         base_lr: t.lr,
         min_lr: t.min_lr,
@@ -448,13 +426,27 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         } else {
             Prefetcher::spawn(train_ds.clone(), norm, plan, fill)
         };
+        // Gradient accumulation: batches [g * k, min((g + 1) * k, n_batches)) make one step.
+        let k = t.grad_accum_steps;
+        let mut accum = GradientsAccumulator::<AvModel>::new();
+        // Modalities inactive in every batch of the current group so far.
+        let mut group_inactive: Option<Vec<Modality>> = None;
         for (bi, host) in prefetched.enumerate() {
             let clips = host.batch;
+            let group_len = k.min(n_batches - (bi - bi % k));
+            let group_done = bi % k + 1 == group_len;
             let host_presence = host.presence.clone();
             let (input, y) = host.upload(&ad_device);
-            let inactive = inactive_modalities(&host_presence);
-            let (loss, bce) =
-                training_loss(&model, input, y, &cfg.fusion, feature_scale, &inactive);
+            let batch_inactive = inactive_modalities(&host_presence);
+            let (loss, bce) = training_loss(
+                &model,
+                input,
+                y,
+                &cfg.fusion,
+                feature_scale,
+                &batch_inactive,
+                class_weights,
+            );
             let weighted = bce.detach() * clips as f64;
             pending = Some(match pending.take() {
                 Some(acc) => acc + weighted,
@@ -462,8 +454,32 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             });
             pending_steps += 1;
             pending_clips += clips;
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            let sync_now = pending_steps == LOSS_SYNC_EVERY || bi + 1 == n_batches;
+            // The mean over the group's batches (the loss of each is already a batch mean).
+            let loss = if group_len > 1 {
+                loss / group_len as f64
+            } else {
+                loss
+            };
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            group_inactive = Some(match group_inactive.take() {
+                None => batch_inactive,
+                Some(prev) => prev
+                    .into_iter()
+                    .filter(|m| batch_inactive.contains(m))
+                    .collect(),
+            });
+            let mut grads = if group_len == 1 {
+                grads
+            } else {
+                accum.accumulate(&model, grads);
+                if !group_done {
+                    pb.inc(clips as u64);
+                    continue;
+                }
+                accum.grads()
+            };
+            let inactive = group_inactive.take().unwrap_or_default();
+            let sync_now = pending_steps >= LOSS_SYNC_EVERY || bi + 1 == n_batches;
             if sync_now || tracing::enabled!(tracing::Level::DEBUG) {
                 // Per-encoder gradient norms (a host read: only at sync points or when asked
                 // for); a NaN or Inf gradient stops the run naming the module.
@@ -494,6 +510,21 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             if cfg.fusion.inactive_update == InactiveUpdate::Skip {
                 // No gradient entry -> AdamW leaves these parameters and their moments alone.
                 remove_encoder_grads(&model, &inactive, &mut grads);
+            }
+            if let Some(max_norm) = t.grad_clip_norm {
+                // Over the gradients the optimiser will apply; the norm stays on the device
+                // and is read only when logged.
+                let norm = clip_grad_norm(&model, &mut grads, max_norm);
+                if tracing::enabled!(tracing::Level::DEBUG)
+                    && let Some(n) = norm
+                {
+                    debug!(
+                        epoch,
+                        step,
+                        "grad/total_norm = {:.4e}",
+                        n.into_scalar::<f32>()
+                    );
+                }
             }
             lr = schedule.lr(step);
             model = optim.step(lr, model, grads);
@@ -600,6 +631,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 .to_vec(),
         };
         ckpt.save(&last_path)?;
+        if t.checkpoint_every > 0 && epoch % t.checkpoint_every == 0 {
+            ckpt.save(&ckpt_dir.join(files::periodic(epoch)))?;
+        }
         if is_best {
             // The best checkpoint carries no optimiser state: it is for evaluation and serving.
             Checkpoint {

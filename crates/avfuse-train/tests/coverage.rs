@@ -105,7 +105,7 @@ fn step(m: &AvModel, f: &FusionConfig) -> (f32, GradientsParams) {
     let inactive = inactive_modalities(&PRESENCE);
     assert_eq!(inactive, vec![Modality::Audio]);
     let (x, y) = input(0.11);
-    let (loss, bce) = training_loss(m, x, y, f, 1.0, &inactive);
+    let (loss, bce) = training_loss(m, x, y, f, 1.0, &inactive, None);
     let bce = bce.into_scalar::<f32>();
     (bce, GradientsParams::from_grads(loss.backward(), m))
 }

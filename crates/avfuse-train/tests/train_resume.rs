@@ -272,3 +272,65 @@ fn inactive_encoder_is_untouched_by_default_and_decays_under_the_pytorch_rule() 
         assert!(a.abs() <= b.abs(), "{a} vs {b}");
     }
 }
+
+/// SGD with Nesterov momentum, gradient accumulation over 2 batches, global clipping, class
+/// weights and periodic checkpoints: the step count follows the accumulation, the periodic
+/// checkpoints appear where asked, and an interrupted run still resumes exactly (the SGD
+/// momentum buffers travel in the checkpoint).
+#[test]
+fn sgd_accumulation_clipping_class_weights_and_periodic_checkpoints_resume_exactly() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_data(&data);
+    let cfg = {
+        let mut c = tiny_config(3);
+        c.training.optimizer = avfuse_train::config::OptimizerKind::Sgd;
+        c.training.lr = 0.05;
+        c.training.momentum = 0.9;
+        c.training.nesterov = true;
+        c.training.grad_accum_steps = 2;
+        c.training.grad_clip_norm = Some(0.5);
+        c.training.class_weights = Some(vec![1.0, 2.0]);
+        c.training.checkpoint_every = 2;
+        c.validate().unwrap();
+        c
+    };
+    let full = tmp.path().join("full");
+    let out = train(&cfg, &opts(&data, &full, false)).unwrap();
+    // 24 clips / batch 8 = 3 batches per epoch -> groups {0, 1}, {2}: 2 steps per epoch.
+    assert_eq!(out.steps, 6);
+    let ckpts = full.join(files::CHECKPOINTS);
+    assert!(ckpts.join(files::periodic(2)).is_file());
+    assert!(!ckpts.join(files::periodic(1)).exists());
+    assert!(!ckpts.join(files::periodic(3)).exists());
+    let periodic = Checkpoint::load(&ckpts.join(files::periodic(2))).unwrap();
+    assert_eq!(periodic.meta.epoch, 2);
+    assert_eq!(periodic.meta.step, 4);
+
+    let split = tmp.path().join("split");
+    train(
+        &cfg,
+        &TrainOptions {
+            stop_after_epochs: Some(1),
+            ..opts(&data, &split, false)
+        },
+    )
+    .unwrap();
+    train(&cfg, &opts(&data, &split, true)).unwrap();
+    assert!(
+        weights(&full) == weights(&split),
+        "resumed SGD run differs from the uninterrupted one"
+    );
+    assert_eq!(
+        metrics_without_timing(&full),
+        metrics_without_timing(&split)
+    );
+    // Clipping and class weights change the trajectory (they are not silently ignored).
+    let plain = tmp.path().join("plain");
+    let mut c2 = cfg.clone();
+    c2.training.grad_clip_norm = None;
+    c2.training.class_weights = None;
+    train(&c2, &opts(&data, &plain, false)).unwrap();
+    assert!(weights(&plain) != weights(&full));
+}
