@@ -45,6 +45,10 @@ pub struct CheckpointMeta {
     pub val_metrics: serde_json::Value,
     /// Seconds spent training so far.
     pub train_seconds: f64,
+    /// State of a `training.scheduler: plateau` schedule (the others are functions of the
+    /// step); absent in checkpoints of other schedules and of older versions.
+    #[serde(default)]
+    pub plateau: Option<crate::schedule::ReduceLrOnPlateau>,
 }
 
 /// A checkpoint in memory.
@@ -156,6 +160,7 @@ mod tests {
                 early_stopping: EarlyStopping::new(true, 4, 1e-3),
                 val_metrics: serde_json::json!({"auc": 0.9}),
                 train_seconds: 12.5,
+                plateau: None,
             },
             model: vec![1, 2, 3],
             optimizer: vec![9; 100],

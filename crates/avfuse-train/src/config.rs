@@ -380,6 +380,61 @@ pub struct TrainingConfig {
     /// Also keep `checkpoints/epoch-NNNN.avfc` every this many epochs (0: only `last` and
     /// `best`).
     pub checkpoint_every: usize,
+    /// Learning-rate schedule after the linear warm-up of `warmup_epochs` (which every
+    /// schedule starts with).
+    pub scheduler: SchedulerKind,
+    /// `cosine_restarts`: length of the first cycle in epochs (PyTorch's `T_0`, >= 1).
+    pub restart_epochs: u64,
+    /// `cosine_restarts`: cycle growth factor (PyTorch's `T_mult`, an integer >= 1).
+    pub restart_mult: u64,
+    /// `plateau`: PyTorch's `ReduceLROnPlateau` on the validation metric of
+    /// `early_stopping.metric` (mode `max` for auc/ap/accuracy/f1, `min` for loss).
+    pub plateau: PlateauSettings,
+}
+
+/// Learning-rate schedule of a run (all per optimiser step, after the warm-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerKind {
+    /// Cosine decay from `lr` to `min_lr` over the rest of the run.
+    WarmupCosine,
+    /// PyTorch's `CosineAnnealingWarmRestarts(T_0 = restart_epochs, T_mult = restart_mult,
+    /// eta_min = min_lr)`, stepped with the fractional epoch at every optimiser step.
+    CosineRestarts,
+    /// PyTorch's `ReduceLROnPlateau` (`training.plateau`, floor `min_lr`), stepped once per
+    /// epoch with the validation metric.
+    Plateau,
+    /// `lr` throughout.
+    Constant,
+}
+
+/// `training.plateau` section: PyTorch's `ReduceLROnPlateau` settings (its defaults except
+/// `patience`, which is per epoch here and defaults to 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlateauSettings {
+    /// `new_lr = lr * factor`, in (0, 1).
+    pub factor: f64,
+    /// Epochs without improvement before a reduction.
+    pub patience: u64,
+    /// Significance threshold of an improvement, >= 0.
+    pub threshold: f64,
+    /// `rel` (relative to the best) or `abs`.
+    pub threshold_mode: crate::schedule::ThresholdMode,
+    /// Epochs after a reduction during which no bad epochs are counted.
+    pub cooldown: u64,
+}
+
+impl Default for PlateauSettings {
+    fn default() -> Self {
+        Self {
+            factor: 0.1,
+            patience: 2,
+            threshold: 1e-4,
+            threshold_mode: crate::schedule::ThresholdMode::Rel,
+            cooldown: 0,
+        }
+    }
 }
 
 /// Optimiser of a run.
@@ -413,6 +468,10 @@ impl Default for TrainingConfig {
             grad_accum_steps: 1,
             class_weights: None,
             checkpoint_every: 0,
+            scheduler: SchedulerKind::WarmupCosine,
+            restart_epochs: 2,
+            restart_mult: 1,
+            plateau: PlateauSettings::default(),
         }
     }
 }
@@ -625,6 +684,35 @@ impl Config {
         check_positive("training.epochs", t.epochs)?;
         check_positive("training.batch_size", t.batch_size)?;
         check_positive("training.grad_accum_steps", t.grad_accum_steps)?;
+        if t.restart_epochs < 1 {
+            return Err(range_err(
+                "training.restart_epochs",
+                t.restart_epochs,
+                "must be >= 1",
+            ));
+        }
+        if t.restart_mult < 1 {
+            return Err(range_err(
+                "training.restart_mult",
+                t.restart_mult,
+                "must be an integer >= 1",
+            ));
+        }
+        let pl = &t.plateau;
+        if !(pl.factor > 0.0 && pl.factor < 1.0) {
+            return Err(range_err(
+                "training.plateau.factor",
+                pl.factor,
+                "must be in (0, 1)",
+            ));
+        }
+        if !(pl.threshold >= 0.0 && pl.threshold.is_finite()) {
+            return Err(range_err(
+                "training.plateau.threshold",
+                pl.threshold,
+                "must be a finite number >= 0",
+            ));
+        }
         if !(0.0..1.0).contains(&t.momentum) {
             return Err(range_err(
                 "training.momentum",

@@ -28,14 +28,112 @@ use serde::Serialize;
 use tracing::{debug, info};
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
+use crate::config::SchedulerKind;
 use crate::config::{Config, SelectionMetric};
 use crate::data::{Dataset, InputFill, ModalitySet, Prefetcher};
 use crate::error::{Result, TrainError};
 use crate::predict::predict;
-use crate::schedule::{EarlyStopping, WarmupCosine};
+use crate::schedule::{
+    CosineWarmRestarts, EarlyStopping, PlateauConfig, PlateauMode, ReduceLrOnPlateau, WarmupCosine,
+};
 
 /// Burn version the workspace pins (recorded in checkpoints).
 pub const BURN_VERSION: &str = "0.22.1";
+
+/// The learning rate of every optimiser step (`training.scheduler`), warm-up included.
+struct RunSchedule {
+    kind: SchedulerKind,
+    /// Warm-up and the `warmup_cosine` decay.
+    cosine: WarmupCosine,
+    steps_per_epoch: usize,
+    restarts: Option<CosineWarmRestarts>,
+    /// `plateau`: the only stateful schedule (saved in checkpoints).
+    plateau: Option<ReduceLrOnPlateau>,
+}
+
+impl RunSchedule {
+    fn new(cfg: &Config, steps_per_epoch: usize) -> Result<Self> {
+        let t = &cfg.training;
+        let bad = |e: crate::schedule::ScheduleError| {
+            TrainError::Config(format!("training.scheduler: {e}"))
+        };
+        let cosine = WarmupCosine {
+            base_lr: t.lr,
+            min_lr: t.min_lr,
+            warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as usize,
+            total_steps: t.epochs * steps_per_epoch,
+        };
+        let restarts = match t.scheduler {
+            SchedulerKind::CosineRestarts => Some(
+                CosineWarmRestarts::new(t.lr, t.restart_epochs, t.restart_mult, t.min_lr)
+                    .map_err(bad)?,
+            ),
+            _ => None,
+        };
+        let plateau = match t.scheduler {
+            SchedulerKind::Plateau => {
+                let p = &t.plateau;
+                Some(
+                    ReduceLrOnPlateau::new(
+                        t.lr,
+                        PlateauConfig {
+                            mode: if t.early_stopping.metric.higher_is_better() {
+                                PlateauMode::Max
+                            } else {
+                                PlateauMode::Min
+                            },
+                            factor: p.factor,
+                            patience: p.patience,
+                            threshold: p.threshold,
+                            threshold_mode: p.threshold_mode,
+                            cooldown: p.cooldown,
+                            min_lr: t.min_lr,
+                            ..PlateauConfig::default()
+                        },
+                    )
+                    .map_err(bad)?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Self {
+            kind: t.scheduler,
+            cosine,
+            steps_per_epoch: steps_per_epoch.max(1),
+            restarts,
+            plateau,
+        })
+    }
+
+    /// Rate of the 0-based optimiser step `step`. Every schedule starts with the same linear
+    /// warm-up `lr * (step + 1) / warmup_steps`; `cosine_restarts` then counts epochs from the
+    /// end of the warm-up.
+    fn lr(&mut self, step: usize) -> f64 {
+        let warm = self.cosine.warmup_steps;
+        if self.kind == SchedulerKind::WarmupCosine || step < warm {
+            return self.cosine.lr(step);
+        }
+        let base = self.cosine.base_lr;
+        match self.kind {
+            SchedulerKind::WarmupCosine | SchedulerKind::Constant => base,
+            SchedulerKind::CosineRestarts => {
+                let epoch = (step - warm) as f64 / self.steps_per_epoch as f64;
+                match self.restarts.as_mut().map(|r| r.step_to(epoch)) {
+                    Some(Ok(lr)) => lr,
+                    _ => base, // unreachable: the epoch is finite and >= 0
+                }
+            }
+            SchedulerKind::Plateau => self.plateau.as_ref().map_or(base, |p| p.lr()),
+        }
+    }
+
+    /// End of an epoch with its validation metric: `plateau` takes its step.
+    fn end_epoch(&mut self, metric: f64) {
+        if let Some(p) = self.plateau.as_mut() {
+            p.step(metric);
+        }
+    }
+}
 
 /// Training steps between two reads of the loss from the device. Each read is a host sync
 /// (it waits for the GPU to finish the queued work); the loss is accumulated on the device in
@@ -290,12 +388,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
 
     let n_train = train_ds.len();
     let steps_per_epoch = n_train.div_ceil(t.batch_size).div_ceil(t.grad_accum_steps);
-    let schedule = WarmupCosine {
-        base_lr: t.lr,
-        min_lr: t.min_lr,
-        warmup_steps: (t.warmup_epochs * steps_per_epoch as f64).round() as usize,
-        total_steps: t.epochs * steps_per_epoch,
-    };
+    let mut schedule = RunSchedule::new(cfg, steps_per_epoch)?;
     let metric = t.early_stopping.metric;
     let mut early = EarlyStopping::new(
         metric.higher_is_better(),
@@ -316,6 +409,15 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         step = ckpt.meta.step;
         train_seconds = ckpt.meta.train_seconds;
         early = ckpt.meta.early_stopping.clone();
+        if schedule.plateau.is_some() {
+            schedule.plateau = ckpt.meta.plateau.clone();
+            if schedule.plateau.is_none() {
+                return Err(TrainError::Checkpoint {
+                    path: last_path.clone(),
+                    detail: "no plateau scheduler state to resume from".into(),
+                });
+            }
+        }
         early.patience = t.early_stopping.patience;
         // Keep the metrics lines of the epochs the checkpoint covers; later ones (written
         // after the checkpoint, before a crash) are replayed.
@@ -590,6 +692,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             ),
         })?;
         let is_best = early.update(epoch, value);
+        schedule.end_epoch(value);
         stopped_early = early.should_stop();
         train_seconds += started.elapsed().as_secs_f64();
         epoch_done = epoch;
@@ -623,6 +726,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 early_stopping: early.clone(),
                 val_metrics: serde_json::to_value(&record).unwrap_or_default(),
                 train_seconds,
+                plateau: schedule.plateau.clone(),
             },
             model: model_bytes(&model)?,
             optimizer: optim

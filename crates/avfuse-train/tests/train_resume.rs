@@ -334,3 +334,65 @@ fn sgd_accumulation_clipping_class_weights_and_periodic_checkpoints_resume_exact
     train(&c2, &opts(&data, &plain, false)).unwrap();
     assert!(weights(&plain) != weights(&full));
 }
+
+/// `plateau` keeps state (best metric, bad epochs, current rate) that must travel in the
+/// checkpoint for an exact resume; `cosine_restarts` restarts its cycle every
+/// `restart_epochs` (here 1 epoch, no warm-up: every epoch ends at the same rate).
+#[test]
+fn plateau_resumes_exactly_and_cosine_restarts_cycle() {
+    let _turn = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_data(&data);
+    let mut cfg = tiny_config(3);
+    cfg.training.scheduler = avfuse_train::config::SchedulerKind::Plateau;
+    cfg.training.plateau.patience = 0;
+    cfg.training.plateau.threshold = 0.5; // nothing counts as better: reduce every epoch
+    cfg.training.warmup_epochs = 0.0;
+    cfg.validate().unwrap();
+    let full = tmp.path().join("full");
+    train(&cfg, &opts(&data, &full, false)).unwrap();
+    let split = tmp.path().join("split");
+    train(
+        &cfg,
+        &TrainOptions {
+            stop_after_epochs: Some(1),
+            ..opts(&data, &split, false)
+        },
+    )
+    .unwrap();
+    train(&cfg, &opts(&data, &split, true)).unwrap();
+    assert!(
+        weights(&full) == weights(&split),
+        "resumed plateau run differs"
+    );
+    let m = metrics_without_timing(&full);
+    assert_eq!(m, metrics_without_timing(&split));
+    let lrs: Vec<f64> = m.iter().map(|r| r["lr"].as_f64().unwrap()).collect();
+    // Epoch 1 sets the best (PyTorch starts from -inf), epoch 2 is a bad epoch (not 50 %
+    // better) beyond patience 0, so epoch 3 runs at lr * 0.1.
+    let lr = cfg.training.lr;
+    assert_eq!(lrs[..2], [lr, lr], "{lrs:?}");
+    assert!((lrs[2] - lr * 0.1).abs() < 1e-12, "{lrs:?}");
+    let ckpt = Checkpoint::load(&full.join(files::CHECKPOINTS).join(files::LAST)).unwrap();
+    assert!(ckpt.meta.plateau.is_some());
+
+    let mut cfg = tiny_config(3);
+    cfg.training.scheduler = avfuse_train::config::SchedulerKind::CosineRestarts;
+    cfg.training.restart_epochs = 1;
+    cfg.training.warmup_epochs = 0.0;
+    let run = tmp.path().join("restarts");
+    train(&cfg, &opts(&data, &run, false)).unwrap();
+    let lrs: Vec<f64> = metrics_without_timing(&run)
+        .iter()
+        .map(|r| r["lr"].as_f64().unwrap())
+        .collect();
+    // 3 steps per epoch: the last step of each epoch sits at T_cur = 2/3 of the cycle.
+    let want = cfg.training.min_lr
+        + (cfg.training.lr - cfg.training.min_lr)
+            * (1.0 + (std::f64::consts::PI * 2.0 / 3.0).cos())
+            / 2.0;
+    for l in &lrs {
+        assert!((l - want).abs() < 1e-12, "{lrs:?} vs {want}");
+    }
+}
