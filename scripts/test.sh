@@ -56,11 +56,12 @@ fi
 if [ "$media_ok" = 1 ]; then
   echo "== cargo clippy -p avfuse-media --features ffmpeg (all targets, -D warnings)"
   cargo clippy -p avfuse-media --all-targets --all-features --locked -- -D warnings
-  echo "== cargo clippy -p avfuse --features ffmpeg (all targets, -D warnings)"
-  cargo clippy -p avfuse --features ffmpeg --all-targets --locked -- -D warnings
+  echo "== cargo clippy -p avfuse -p avfuse-serve --features ffmpeg (all targets, -D warnings)"
+  cargo clippy -p avfuse -p avfuse-serve --features avfuse/ffmpeg,avfuse-serve/ffmpeg \
+    --all-targets --locked -- -D warnings
   echo "== cargo test -p avfuse-media --features ffmpeg"
   cargo test -p avfuse-media --features ffmpeg --locked
-  echo "== cargo test -p avfuse --features ffmpeg (prepare / check-shortcuts CLI)"
-  cargo test -p avfuse --features ffmpeg --locked
+  echo "== cargo test -p avfuse -p avfuse-serve --features ffmpeg (CLI, HTTP server on loopback)"
+  cargo test -p avfuse -p avfuse-serve --features avfuse/ffmpeg,avfuse-serve/ffmpeg --locked
 fi
 echo "== all checks passed"

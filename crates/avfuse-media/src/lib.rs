@@ -22,6 +22,7 @@
 //! All buffers are plain `Vec`s with documented row-major shapes.
 
 pub mod augment;
+pub mod av_digits;
 pub mod cache;
 pub mod dataset;
 #[cfg(feature = "ffmpeg")]

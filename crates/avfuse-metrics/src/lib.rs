@@ -1,4 +1,6 @@
-//! Binary-classification metrics for avfuse's deepfake detectors.
+//! Classification metrics for avfuse: binary detection metrics for the deepfake detectors,
+//! multi-class metrics ([`multiclass`]) for benchmarks such as AV digits, and video-level
+//! aggregation ([`video`]) that keeps sample-level and video-level results in distinct types.
 //!
 //! Conventions shared by every function:
 //!
@@ -29,10 +31,20 @@
 //! assert_eq!(aupr_trapezoid(&labels, &scores)?, 0.25);
 //! let report = binary_report(&labels, &scores, 0.5)?;
 //! assert_eq!((report.confusion.tp, report.confusion.fp), (1, 2));
+//! assert_eq!((report.auc, report.aupr, report.fpr_at_95_tpr), (Some(0.75), Some(0.25), Some(0.25)));
 //! # Ok::<(), avfuse_metrics::MetricError>(())
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+pub mod multiclass;
+pub mod video;
+
+pub use multiclass::{ClassMetrics, MulticlassReport, argmax_rows, multiclass_report};
+pub use video::{
+    Aggregation, LevelReports, SamplePrediction, VideoLevelReport, VideoPrediction,
+    aggregate_videos, level_reports, sample_report, video_report,
+};
 
 /// Why a metric could not be computed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -70,6 +82,34 @@ pub enum MetricError {
         /// The offending label.
         value: u8,
     },
+    /// A multi-class label or prediction `value` at `index` is not below `num_classes`.
+    #[error("invalid class {value} at index {index}: must be < num_classes = {num_classes}")]
+    InvalidClass {
+        /// Position of the offending entry.
+        index: usize,
+        /// The offending class index.
+        value: usize,
+        /// Number of classes.
+        num_classes: usize,
+    },
+    /// A multi-class problem needs at least one class; a score matrix needs a non-zero width
+    /// that divides its length.
+    #[error("invalid number of classes {num_classes} for {len} values")]
+    InvalidNumClasses {
+        /// Requested number of classes.
+        num_classes: usize,
+        /// Number of values supplied.
+        len: usize,
+    },
+    /// Samples of one video carry different labels, so a video label is undefined.
+    #[error("video {video_id}: its samples have different labels (0 and 1)")]
+    InconsistentVideoLabel {
+        /// The video id.
+        video_id: String,
+    },
+    /// The attention aggregation's temperature must be finite and > 0.
+    #[error("attention temperature must be finite and > 0, got {0}")]
+    InvalidTemperature(f64),
 }
 
 /// A ROC curve, one point per distinct score plus a leading origin point.
@@ -107,6 +147,24 @@ pub struct Confusion {
     pub tp: u64,
 }
 
+/// A precision-recall curve in scikit-learn's layout: identical to
+/// `precision, recall, thresholds = sklearn.metrics.precision_recall_curve(y, s)`
+/// (`drop_intermediate=False`, the default).
+///
+/// Ordered by **increasing** threshold: `thresholds[k]` is the k-th smallest distinct score;
+/// `precision[k]`/`recall[k]` are the rates when samples with `score >= thresholds[k]` are
+/// predicted positive. `precision` and `recall` have one more element than `thresholds`: the
+/// final point `(precision 1, recall 0)` with no threshold. `recall` is non-increasing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrCurve {
+    /// `TP / (TP + FP)` per threshold, then 1.
+    pub precision: Vec<f64>,
+    /// `TP / P` per threshold, then 0.
+    pub recall: Vec<f64>,
+    /// Distinct scores, strictly increasing.
+    pub thresholds: Vec<f64>,
+}
+
 /// Every metric for one set of binary predictions; see [`binary_report`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BinaryReport {
@@ -118,8 +176,14 @@ pub struct BinaryReport {
     pub threshold: f64,
     /// [`roc_auc`]; `None` when only one class is present.
     pub auc: Option<f64>,
-    /// [`average_precision`]; `None` when only one class is present.
+    /// [`average_precision`] (scikit-learn's step-wise AP, 0.5 on the `ood-metrics` vector);
+    /// `None` when only one class is present.
     pub ap: Option<f64>,
+    /// [`aupr_trapezoid`] (the `ood-metrics` "AUPR", 0.25 on its test vector, which issue 8
+    /// calls "AP 0.25"); `None` when only one class is present. Absent in reports written
+    /// before this field existed (deserialises as `None`).
+    #[serde(default)]
+    pub aupr: Option<f64>,
     /// `(tp + tn) / n` (`sklearn.metrics.accuracy_score`).
     pub accuracy: f64,
     /// `tp / (tp + fp)`, 0 when nothing is predicted positive
@@ -251,6 +315,21 @@ fn roc_from(r: &Ranked) -> RocCurve {
     }
 }
 
+fn pr_from(r: &Ranked) -> PrCurve {
+    // Points 1..m of `Ranked` are sklearn's `_binary_clf_curve` points (decreasing threshold);
+    // sklearn reverses them and appends (precision 1, recall 0).
+    let m = r.thresholds.len();
+    let mut precision: Vec<f64> = (1..m).rev().map(|k| r.precision(k)).collect();
+    let mut recall: Vec<f64> = (1..m).rev().map(|k| r.tpr(k)).collect();
+    precision.push(1.0);
+    recall.push(0.0);
+    PrCurve {
+        precision,
+        recall,
+        thresholds: r.thresholds[1..].iter().rev().copied().collect(),
+    }
+}
+
 fn auc_from(r: &Ranked) -> f64 {
     // Trapezoidal area under (fpr, tpr), accumulated exactly in integers:
     // 2·P·N·area = Σ ΔFP · (TP_prev + TP_cur).
@@ -329,6 +408,17 @@ fn assert_tpr_target(tpr_target: f64) {
 /// [`MetricError::SingleClass`] (sklearn would return NaN rates instead).
 pub fn roc_curve(labels: &[u8], scores: &[f64]) -> Result<RocCurve, MetricError> {
     Ok(roc_from(&rank(labels, scores)?))
+}
+
+/// Precision-recall curve; mirrors `sklearn.metrics.precision_recall_curve(labels, scores)`
+/// exactly (see [`PrCurve`] for the layout). Tied scores are grouped into one point. Plot
+/// `recall` on x and `precision` on y.
+///
+/// # Errors
+/// As [`roc_curve`]. (sklearn returns a curve for all-positive labels and recall 1 with a
+/// warning for all-negative labels; this crate reports [`MetricError::SingleClass`].)
+pub fn precision_recall_curve(labels: &[u8], scores: &[f64]) -> Result<PrCurve, MetricError> {
+    Ok(pr_from(&rank(labels, scores)?))
 }
 
 /// Area under the ROC curve; mirrors `sklearn.metrics.roc_auc_score(labels,
@@ -434,8 +524,8 @@ pub fn fpr_at_tpr(labels: &[u8], scores: &[f64], tpr_target: f64) -> Result<f64,
 /// `precision_score`, `recall_score`, `f1_score` with `zero_division=0`;
 /// [`Confusion`] follows `confusion_matrix(labels=[0, 1])`. `auc`, `ap`,
 /// `eer` and `fpr_at_95_tpr` are [`roc_auc`], [`average_precision`], [`eer`]
-/// and [`fpr_at_tpr`]`(.., 0.95)`, or `None` (not an error) when only one class
-/// is present. (DeepfakeBench's `acc` uses a strict `score > 0.5`; pass a
+/// and [`fpr_at_tpr`]`(.., 0.95)` (and `aupr` is [`aupr_trapezoid`]), or `None`
+/// (not an error) when only one class is present. (DeepfakeBench's `acc` uses a strict `score > 0.5`; pass a
 /// threshold one ULP above 0.5 to reproduce it.)
 ///
 /// # Errors
@@ -495,6 +585,7 @@ pub fn binary_report(
         threshold,
         auc: ranked.as_ref().map(auc_from),
         ap: ranked.as_ref().map(ap_from),
+        aupr: ranked.as_ref().map(aupr_from),
         accuracy,
         precision,
         recall,

@@ -156,6 +156,7 @@ fn binary_report_ood_vector() {
         threshold: 0.5,
         auc: Some(0.75),
         ap: Some(0.5),
+        aupr: Some(0.25),
         accuracy: 0.6,
         precision: 1.0 / 3.0,
         recall: 1.0,

@@ -2,8 +2,9 @@
 //! `scripts/fixtures/make_metric_fixtures.py` (see its header to regenerate).
 
 use avfuse_metrics::{
-    Confusion, MetricError, aupr_trapezoid, average_precision, binary_report, eer, fpr_at_tpr,
-    roc_auc, roc_curve,
+    Aggregation, BinaryReport, Confusion, MetricError, SamplePrediction, aggregate_videos,
+    argmax_rows, aupr_trapezoid, average_precision, binary_report, eer, fpr_at_tpr, level_reports,
+    multiclass_report, precision_recall_curve, roc_auc, roc_curve,
 };
 use serde::Deserialize;
 
@@ -16,6 +17,72 @@ struct Fixtures {
     threshold: f64,
     tpr_target: f64,
     cases: Vec<Case>,
+    multiclass: Vec<MulticlassCase>,
+    video: Vec<VideoCase>,
+}
+
+#[derive(Deserialize)]
+struct MulticlassCase {
+    name: String,
+    num_classes: usize,
+    labels: Vec<usize>,
+    preds: Vec<usize>,
+    /// Row-major `[n, K]` probabilities whose argmax is `preds`, when present.
+    probs_bits: Option<Vec<u64>>,
+    accuracy: f64,
+    macro_precision: f64,
+    macro_recall: f64,
+    macro_f1: f64,
+    per_class_precision: Vec<f64>,
+    per_class_recall: Vec<f64>,
+    per_class_f1: Vec<f64>,
+    support: Vec<u64>,
+    confusion: Vec<Vec<u64>>,
+}
+
+#[derive(Deserialize)]
+struct VideoCase {
+    name: String,
+    samples: VideoSamples,
+    sample_metrics: Metrics,
+    aggregations: Vec<VideoAggregation>,
+}
+
+#[derive(Deserialize)]
+struct VideoSamples {
+    ids: Vec<String>,
+    video_ids: Vec<String>,
+    labels: Vec<u8>,
+    scores_bits: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+struct VideoAggregation {
+    method: String,
+    temperature: Option<f64>,
+    video_ids: Vec<String>,
+    n_samples: Vec<usize>,
+    video_scores_bits: Vec<u64>,
+    metrics: Metrics,
+}
+
+/// The scalar part of a binary case (as in `Case`), for the video section.
+#[derive(Deserialize)]
+struct Metrics {
+    n: usize,
+    n_positive: usize,
+    accuracy: f64,
+    precision: f64,
+    recall: f64,
+    f1: f64,
+    confusion: Confusion,
+    roc_auc: Option<f64>,
+    average_precision: Option<f64>,
+    aupr_trapezoid: Option<f64>,
+    eer: Option<f64>,
+    fpr_at_95_tpr: Option<f64>,
+    roc_fpr: Option<Vec<f64>>,
+    pr_precision: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +108,9 @@ struct Case {
     roc_tpr: Option<Vec<f64>>,
     /// ROC thresholds without the leading `+inf`.
     roc_thresholds: Option<Vec<f64>>,
+    pr_precision: Option<Vec<f64>>,
+    pr_recall: Option<Vec<f64>>,
+    pr_thresholds: Option<Vec<f64>>,
 }
 
 fn load() -> Fixtures {
@@ -70,9 +140,25 @@ fn close_vec(case: &str, what: &str, actual: &[f64], expected: &[f64]) {
 fn fixture_metadata() {
     let f = load();
     assert!(!f.sklearn_version.is_empty() && !f.numpy_version.is_empty());
-    assert!(f.cases.len() >= 30, "only {} cases", f.cases.len());
+    assert!(f.cases.len() >= 100, "only {} cases", f.cases.len());
     assert!(f.cases.iter().any(|c| c.single_class));
     assert_eq!(f.tpr_target, 0.95);
+    // Heavy ties: at least 30 cases where fewer than half of the scores are distinct.
+    let heavily_tied = f
+        .cases
+        .iter()
+        .filter(|c| {
+            let mut s = c.scores_bits.clone();
+            s.sort_unstable();
+            s.dedup();
+            2 * s.len() < c.scores.len()
+        })
+        .count();
+    assert!(heavily_tied >= 30, "{heavily_tied} heavily tied cases");
+    assert!(f.multiclass.len() >= 40);
+    assert!(f.multiclass.iter().any(|c| c.probs_bits.is_some()));
+    assert!(f.multiclass.iter().any(|c| c.support.contains(&0)));
+    assert!(f.video.len() >= 20);
 }
 
 #[test]
@@ -154,5 +240,156 @@ fn matches_sklearn() {
             &roc.thresholds[1..],
             c.roc_thresholds.as_ref().unwrap(),
         );
+
+        let pr = precision_recall_curve(labels, &scores).unwrap();
+        close_vec(
+            name,
+            "pr.precision",
+            &pr.precision,
+            c.pr_precision.as_ref().unwrap(),
+        );
+        close_vec(name, "pr.recall", &pr.recall, c.pr_recall.as_ref().unwrap());
+        close_vec(
+            name,
+            "pr.thresholds",
+            &pr.thresholds,
+            c.pr_thresholds.as_ref().unwrap(),
+        );
+        close(
+            name,
+            "report.aupr",
+            r.aupr.unwrap(),
+            c.aupr_trapezoid.unwrap(),
+        );
     }
+}
+
+#[test]
+fn ood_metrics_vector_in_fixture() {
+    // The reference vector, through scikit-learn: AUROC 0.75, AUPR (trapezoid, the
+    // `ood-metrics` "AP") 0.25, FPR@95%TPR 0.25; scikit-learn's step-wise AP is 0.5.
+    let f = load();
+    let c = f
+        .cases
+        .iter()
+        .find(|c| c.name == "ood_metrics_vector")
+        .unwrap();
+    assert_eq!(c.labels, [0, 0, 0, 1, 0]);
+    assert_eq!(c.scores, [0.1, 0.3, 0.6, 0.9, 1.3]);
+    assert_eq!(c.roc_auc, Some(0.75));
+    assert_eq!(c.aupr_trapezoid, Some(0.25));
+    assert_eq!(c.fpr_at_95_tpr, Some(0.25));
+    assert_eq!(c.average_precision, Some(0.5));
+    let r = binary_report(&c.labels, &c.scores, f.threshold).unwrap();
+    assert_eq!(
+        (r.auc, r.aupr, r.fpr_at_95_tpr, r.ap),
+        (Some(0.75), Some(0.25), Some(0.25), Some(0.5))
+    );
+}
+
+#[test]
+fn multiclass_matches_sklearn() {
+    let f = load();
+    for c in &f.multiclass {
+        let name = c.name.as_str();
+        let k = c.num_classes;
+        if let Some(bits) = &c.probs_bits {
+            let probs: Vec<f64> = bits.iter().map(|&b| f64::from_bits(b)).collect();
+            assert_eq!(probs.len(), c.labels.len() * k, "{name}: probs shape");
+            assert_eq!(argmax_rows(&probs, k).unwrap(), c.preds, "{name}: argmax");
+        }
+        let r = multiclass_report(&c.labels, &c.preds, k).unwrap();
+        assert_eq!((r.n, r.num_classes), (c.labels.len(), k), "{name}");
+        assert_eq!(r.confusion, c.confusion, "{name}: confusion");
+        close(name, "accuracy", r.accuracy, c.accuracy);
+        close(
+            name,
+            "macro_precision",
+            r.macro_precision,
+            c.macro_precision,
+        );
+        close(name, "macro_recall", r.macro_recall, c.macro_recall);
+        close(name, "macro_f1", r.macro_f1, c.macro_f1);
+        let per = |f: fn(&avfuse_metrics::ClassMetrics) -> f64| -> Vec<f64> {
+            r.per_class.iter().map(f).collect()
+        };
+        close_vec(
+            name,
+            "precision",
+            &per(|m| m.precision),
+            &c.per_class_precision,
+        );
+        close_vec(name, "recall", &per(|m| m.recall), &c.per_class_recall);
+        close_vec(name, "f1", &per(|m| m.f1), &c.per_class_f1);
+        let support: Vec<u64> = r.per_class.iter().map(|m| m.support).collect();
+        assert_eq!(support, c.support, "{name}: support");
+    }
+}
+
+fn check_metrics(name: &str, r: &BinaryReport, m: &Metrics) {
+    assert_eq!((r.n, r.n_positive), (m.n, m.n_positive), "{name}: counts");
+    assert_eq!(r.confusion, m.confusion, "{name}: confusion");
+    close(name, "accuracy", r.accuracy, m.accuracy);
+    close(name, "precision", r.precision, m.precision);
+    close(name, "recall", r.recall, m.recall);
+    close(name, "f1", r.f1, m.f1);
+    for (what, a, e) in [
+        ("auc", r.auc, m.roc_auc),
+        ("ap", r.ap, m.average_precision),
+        ("aupr", r.aupr, m.aupr_trapezoid),
+        ("eer", r.eer, m.eer),
+        ("fpr_at_95_tpr", r.fpr_at_95_tpr, m.fpr_at_95_tpr),
+    ] {
+        assert_eq!(a.is_some(), e.is_some(), "{name}: {what} presence");
+        if let (Some(a), Some(e)) = (a, e) {
+            close(name, what, a, e);
+        }
+    }
+}
+
+#[test]
+fn video_aggregation_matches_reference() {
+    let f = load();
+    let mut tied_video_scores = 0;
+    for c in &f.video {
+        let s = &c.samples;
+        let samples: Vec<SamplePrediction> = (0..s.ids.len())
+            .map(|i| SamplePrediction {
+                id: s.ids[i].clone(),
+                video_id: s.video_ids[i].clone(),
+                label: s.labels[i],
+                score: f64::from_bits(s.scores_bits[i]),
+            })
+            .collect();
+        for a in &c.aggregations {
+            let name = format!("{}/{}/{:?}", c.name, a.method, a.temperature);
+            let aggregation = match (a.method.as_str(), a.temperature) {
+                ("mean", None) => Aggregation::Mean,
+                ("max", None) => Aggregation::Max,
+                ("attention", Some(temperature)) => Aggregation::Attention { temperature },
+                other => panic!("{name}: unknown aggregation {other:?}"),
+            };
+            let videos = aggregate_videos(&samples, aggregation).unwrap();
+            let ids: Vec<&str> = videos.iter().map(|v| v.video_id.as_str()).collect();
+            assert_eq!(ids, a.video_ids, "{name}: video order");
+            let counts: Vec<usize> = videos.iter().map(|v| v.n_samples).collect();
+            assert_eq!(counts, a.n_samples, "{name}: n_samples");
+            for (v, &bits) in videos.iter().zip(&a.video_scores_bits) {
+                // Same float operations in the same order: bit-identical.
+                assert_eq!(v.score.to_bits(), bits, "{name}: {} score", v.video_id);
+            }
+            let mut distinct: Vec<u64> = videos.iter().map(|v| v.score.to_bits()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            tied_video_scores += usize::from(distinct.len() < videos.len());
+
+            let both = level_reports(&samples, aggregation, f.threshold).unwrap();
+            check_metrics(&name, &both.sample_level, &c.sample_metrics);
+            check_metrics(&name, &both.video_level.report, &a.metrics);
+            assert_eq!(both.video_level.n_videos, videos.len());
+            assert_eq!(both.video_level.aggregation, aggregation);
+            assert!(a.metrics.roc_fpr.is_some() && a.metrics.pr_precision.is_some());
+        }
+    }
+    assert!(tied_video_scores >= 5, "{tied_video_scores}");
 }

@@ -6,9 +6,16 @@
 //! Modalities are indexed in the fixed order of [`Modality`]; the `[B, M]` presence mask
 //! uses the same order.
 
+pub mod audio_resnet;
 pub mod av;
+pub mod efficientnet;
 pub mod encoders;
 pub mod error;
+pub mod fusion;
+pub mod head;
+pub mod resnet;
+pub mod temporal;
+pub mod weights;
 
 pub use av::{AvInput, AvModel, AvModelConfig, Blanking, run_on_rows};
 pub use encoders::{ConvBnRelu, FrameCnn, FrameCnnConfig, MelCnn, MelCnnConfig};

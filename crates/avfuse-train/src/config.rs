@@ -10,6 +10,10 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
+use avfuse_models::audio_resnet::AudioResNetConfig;
+use avfuse_models::av::{AudioEncoderKind, VideoBackbone};
+use avfuse_models::head::ActivationKind;
+use avfuse_models::temporal::{PositionKind, TemporalEncoderConfig, TemporalKind};
 use avfuse_models::{AvModelConfig, FrameCnnConfig, MelCnnConfig};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -104,31 +108,130 @@ impl Default for SynthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Video branch.
-    pub video: EncoderConfig,
+    pub video: VideoConfig,
     /// Audio branch.
-    pub audio: EncoderConfig,
+    pub audio: AudioConfig,
+    /// Temporal encoder over each modality's per-step features.
+    pub temporal: TemporalConfig,
     /// Classification head.
     pub head: HeadConfig,
 }
 
-/// `model.video` / `model.audio` sections.
+/// `model.video` section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct EncoderConfig {
-    /// Build and use this modality's branch.
+pub struct VideoConfig {
+    /// Build and use the video branch.
     pub enabled: bool,
-    /// Conv channels per layer.
+    /// Per-frame encoder: `cnn` (the small CNN below), `resnet18`, `resnet34`, `resnet50`
+    /// (torchvision layout) or `efficientnet_b0` (timm layout).
+    pub backbone: VideoBackbone,
+    /// ResNet / EfficientNet: a torchvision/timm state dict (`.safetensors`, `.pth`) to start
+    /// from (its classifier is ignored); `null`: random initialisation.
+    pub pretrained: Option<PathBuf>,
+    /// `cnn`: conv channels per layer.
     pub channels: Vec<usize>,
-    /// Embedding size per time step.
+    /// `cnn`: embedding size per frame.
     pub embed_dim: usize,
+    /// ResNet: stem / `layer1` width (64 = torchvision, needed by pretrained weights).
+    pub base_channels: usize,
 }
 
-impl Default for EncoderConfig {
+impl Default for VideoConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            backbone: VideoBackbone::Cnn,
+            pretrained: None,
             channels: vec![16, 32, 32],
             embed_dim: 32,
+            base_channels: 64,
+        }
+    }
+}
+
+/// `model.audio` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// Build and use the audio branch.
+    pub enabled: bool,
+    /// Log-mel encoder: `cnn` (small CNN) or `resnet` (ResNet-style 2-d CNN).
+    pub encoder: AudioEncoderKind,
+    /// `cnn`: conv channels per layer; `resnet`: channels per stage (the stem has the first
+    /// stage's).
+    pub channels: Vec<usize>,
+    /// Embedding size per time step.
+    pub embed_dim: usize,
+    /// `resnet`: BasicBlocks per stage, >= 1.
+    pub blocks: usize,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            encoder: AudioEncoderKind::Cnn,
+            channels: vec![16, 32, 32],
+            embed_dim: 32,
+            blocks: 1,
+        }
+    }
+}
+
+/// `model.temporal.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemporalChoice {
+    /// No temporal encoder: per-step features as they are, clip embedding = temporal mean.
+    None,
+    /// Masked temporal mean (no parameters).
+    AvgPool,
+    /// Residual temporal convolutions.
+    Tconv,
+    /// Pre-norm Transformer encoder.
+    Transformer,
+}
+
+/// `model.temporal` section (one encoder per modality, with its own weights).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemporalConfig {
+    /// `none`, `avg_pool`, `tconv` or `transformer`.
+    pub kind: TemporalChoice,
+    /// `tconv` / `transformer`: output width.
+    pub dim: usize,
+    /// `tconv`: blocks; `transformer`: encoder layers.
+    pub layers: usize,
+    /// `tconv`: odd temporal kernel size.
+    pub kernel_size: usize,
+    /// `transformer`: attention heads (divide `dim`).
+    pub heads: usize,
+    /// `transformer`: feed-forward hidden width.
+    pub ff_dim: usize,
+    /// Dropout in training, in [0, 1).
+    pub dropout: f64,
+    /// `relu` or `gelu`; `null`: relu for tconv, gelu for transformer.
+    pub activation: Option<ActivationKind>,
+    /// `transformer`: `sinusoidal`, `learned` or `none`.
+    pub positions: PositionKind,
+    /// `transformer` with learned positions: most steps.
+    pub max_len: usize,
+}
+
+impl Default for TemporalConfig {
+    fn default() -> Self {
+        Self {
+            kind: TemporalChoice::None,
+            dim: 128,
+            layers: 2,
+            kernel_size: 3,
+            heads: 4,
+            ff_dim: 256,
+            dropout: 0.1,
+            activation: None,
+            positions: PositionKind::Sinusoidal,
+            max_len: 512,
         }
     }
 }
@@ -156,8 +259,12 @@ impl Default for HeadConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FusionStrategy {
-    /// Per-time-step concatenation of the modality embeddings.
+    /// Clip embeddings plus the per-time-step concatenation ("sync") stream.
     Concat,
+    /// Per-modality weights over projected clip embeddings, softmax over present modalities.
+    Attention,
+    /// Cross-attention between the two modalities' step sequences, masked by presence.
+    CrossModal,
 }
 
 /// `fusion` section.
@@ -166,8 +273,17 @@ pub enum FusionStrategy {
 pub struct FusionConfig {
     /// How modality embeddings are combined.
     pub strategy: FusionStrategy,
-    /// Width of the fused representation.
+    /// `concat`: width of the per-step sync stream; `attention` / `cross_modal`: the common
+    /// width the modalities are projected to.
     pub dim: usize,
+    /// `cross_modal`: attention heads (divide `dim`).
+    pub heads: usize,
+    /// `cross_modal`: cross-attention layers.
+    pub layers: usize,
+    /// `cross_modal`: feed-forward hidden width.
+    pub ff_dim: usize,
+    /// `cross_modal`: dropout in training, in [0, 1).
+    pub dropout: f64,
     /// Probability that a training sample (`sample` mode) or batch (`batch` mode) loses
     /// modalities (presence 0). Never blanks every modality of a sample. 0 disables it.
     pub modality_dropout_prob: f64,
@@ -227,6 +343,10 @@ impl Default for FusionConfig {
         Self {
             strategy: FusionStrategy::Concat,
             dim: 64,
+            heads: 4,
+            layers: 1,
+            ff_dim: 256,
+            dropout: 0.1,
             modality_dropout_prob: 0.0,
             modality_dropout: ModalityDropoutConfig::default(),
             inactive_update: InactiveUpdate::Skip,
@@ -795,6 +915,17 @@ impl Config {
         }
         check_positive("evaluation.batch_size", self.evaluation.batch_size)?;
         check_unit("evaluation.threshold", self.evaluation.threshold)?;
+        let a = &self.model.audio;
+        if a.encoder == AudioEncoderKind::Resnet {
+            if a.channels.is_empty() || a.channels.contains(&0) {
+                return Err(range_err(
+                    "model.audio.channels",
+                    format!("{:?}", a.channels),
+                    "must be a non-empty list of positive channel counts",
+                ));
+            }
+            check_positive("model.audio.blocks", a.blocks)?;
+        }
         self.model_config().validate()?;
         Ok(())
     }
@@ -813,8 +944,59 @@ impl Config {
         .with_enable_video(m.video.enabled)
         .with_enable_audio(m.audio.enabled)
         .with_fusion_dim(self.fusion.dim)
-        .with_head_hidden(m.head.hidden)
+        .with_head_hidden(vec![m.head.hidden])
         .with_head_dropout(m.head.dropout)
+        .with_video_backbone(m.video.backbone)
+        .with_video_base_channels(m.video.base_channels)
+        .with_video_pretrained(
+            m.video
+                .pretrained
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        )
+        .with_audio_encoder(m.audio.encoder)
+        .with_audio_resnet(
+            AudioResNetConfig::new()
+                .with_stem_channels(m.audio.channels.first().copied().unwrap_or(0))
+                .with_widths(m.audio.channels.clone())
+                .with_blocks(vec![m.audio.blocks; m.audio.channels.len()])
+                .with_embed_dim(m.audio.embed_dim),
+        )
+        .with_temporal(self.temporal_config())
+        .with_fusion_strategy(match self.fusion.strategy {
+            FusionStrategy::Concat => avfuse_models::fusion::FusionStrategy::Concat,
+            FusionStrategy::Attention => avfuse_models::fusion::FusionStrategy::Attention,
+            FusionStrategy::CrossModal => avfuse_models::fusion::FusionStrategy::CrossModal,
+        })
+        .with_fusion_heads(self.fusion.heads)
+        .with_fusion_layers(self.fusion.layers)
+        .with_fusion_ff_dim(self.fusion.ff_dim)
+        .with_fusion_dropout(self.fusion.dropout)
+    }
+
+    /// `model.temporal` as the models' configuration (`None` for `kind: none`); its
+    /// `input_dim` is set per modality by the model.
+    fn temporal_config(&self) -> Option<TemporalEncoderConfig> {
+        let t = &self.model.temporal;
+        let kind = match t.kind {
+            TemporalChoice::None => return None,
+            TemporalChoice::AvgPool => TemporalKind::AvgPool,
+            TemporalChoice::Tconv => TemporalKind::TConv,
+            TemporalChoice::Transformer => TemporalKind::Transformer,
+        };
+        Some(
+            TemporalEncoderConfig::new(1)
+                .with_kind(kind)
+                .with_dim(t.dim)
+                .with_layers(t.layers)
+                .with_kernel_size(t.kernel_size)
+                .with_heads(t.heads)
+                .with_ff_dim(t.ff_dim)
+                .with_dropout(t.dropout)
+                .with_activation(t.activation)
+                .with_positions(t.positions)
+                .with_max_len(t.max_len),
+        )
     }
 
     /// The configuration as YAML (what checkpoints and run directories record).

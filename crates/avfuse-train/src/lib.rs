@@ -5,6 +5,7 @@
 //! ([`avfuse_metrics`]) -> checkpoints and reports. The CLI in the `avfuse` binary is a thin
 //! layer over [`trainer::train`] and [`eval::evaluate`].
 
+pub mod av_digits;
 pub mod checkpoint;
 pub mod config;
 pub mod coverage;

@@ -358,12 +358,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     let val_ds = Dataset::load(&opts.data_root.join(&cfg.dataset.val_split))?;
     val_ds.check_layout(&train_ds.layout)?;
     let model_cfg = cfg.model_config();
-    if train_ds.layout.mel_frames_per_step != model_cfg.audio.mel_frames_per_step {
+    if train_ds.layout.mel_frames_per_step != model_cfg.mel_frames_per_step() {
         return Err(TrainError::Data {
             path: train_ds.dir.clone(),
             detail: format!(
                 "{} mel frames per video frame; the audio encoder expects {}",
-                train_ds.layout.mel_frames_per_step, model_cfg.audio.mel_frames_per_step
+                train_ds.layout.mel_frames_per_step,
+                model_cfg.mel_frames_per_step()
             ),
         });
     }
@@ -380,7 +381,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         Some(ckpt) => load_model(ckpt, &last_path, &ad_device)?,
         None => {
             ad_device.seed(t.seed);
-            model_cfg.init(&ad_device)?
+            // A fresh run starts from `model.video.pretrained` when set.
+            model_cfg.init_pretrained(&ad_device)?
         }
     };
     let mut optim = build_optimizer(t);

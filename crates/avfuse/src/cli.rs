@@ -39,6 +39,15 @@ pub enum Command {
     /// Check what a GPU run needs on this machine (driver, libcuda, libnvrtc, CUDA headers,
     /// NCCL, the kernel cache) and print what is missing.
     Doctor(DoctorArgs),
+    /// Benchmarks on real data (`bench av-digits`: MNIST x FSDD, with a PyTorch baseline).
+    Bench(crate::av_digits_cmd::BenchArgs),
+    /// Predict on video files with a checkpoint: one JSON line per file (fake probability,
+    /// label, each modality alone, per-window probabilities); a directory in parallel.
+    /// Needs a build with `--features ffmpeg`.
+    Predict(crate::serve_cmds::PredictArgs),
+    /// Serve a checkpoint over HTTP: POST /v1/predict, GET /healthz, /v1/model,
+    /// /openapi.json. Needs a build with `--features ffmpeg`.
+    Serve(crate::serve_cmds::ServeArgs),
 }
 
 /// Configuration flags shared by the commands that read a config.

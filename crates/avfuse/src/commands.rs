@@ -30,6 +30,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prepare(a) => crate::media_cmds::prepare(a),
         Command::CheckShortcuts(a) => crate::media_cmds::check_shortcuts(a),
         Command::Doctor(a) => crate::doctor::run(a),
+        Command::Bench(a) => crate::av_digits_cmd::run(a),
+        Command::Predict(a) => crate::serve_cmds::predict(a),
+        Command::Serve(a) => crate::serve_cmds::serve(a),
     }
 }
 

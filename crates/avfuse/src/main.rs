@@ -1,9 +1,11 @@
 //! `avfuse`: train, evaluate and serve robust audio-visual classifiers.
 
+mod av_digits_cmd;
 mod cli;
 mod commands;
 mod doctor;
 mod media_cmds;
+mod serve_cmds;
 
 use std::process::ExitCode;
 
