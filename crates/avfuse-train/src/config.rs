@@ -652,6 +652,9 @@ pub struct LoggingConfig {
     pub level: LogLevel,
     /// Show progress bars (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Write TensorBoard event files to `<run>/tensorboard/` (scalars: losses, validation
+    /// metrics, learning rate, per-encoder gradient norms, throughput).
+    pub tensorboard: bool,
 }
 
 impl Default for LoggingConfig {
@@ -659,6 +662,7 @@ impl Default for LoggingConfig {
         Self {
             level: LogLevel::Info,
             progress: true,
+            tensorboard: true,
         }
     }
 }

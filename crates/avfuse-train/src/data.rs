@@ -44,7 +44,8 @@ impl ModalitySet {
         Self::ALL.into_iter().find(|m| m.name() == s)
     }
 
-    fn keeps(self, m: Modality) -> bool {
+    /// Whether this set keeps modality `m` present (where the data has it).
+    pub fn keeps(self, m: Modality) -> bool {
         matches!(
             (self, m),
             (ModalitySet::Both, _)

@@ -43,6 +43,9 @@ pub enum TrainError {
     /// Metrics could not be computed.
     #[error("metrics: {0}")]
     Metric(#[from] avfuse_metrics::MetricError),
+    /// A report (plot, table, TensorBoard event file) could not be written.
+    #[error("report: {0}")]
+    Report(#[from] avfuse_report::ReportError),
     /// A gradient became NaN or infinite; names the module.
     #[error(
         "training diverged at epoch {epoch}, step {step}: the gradient norm of {module} is {norm}"

@@ -8,6 +8,7 @@
 pub mod av_digits;
 pub mod checkpoint;
 pub mod config;
+pub mod corrupt;
 pub mod coverage;
 pub mod data;
 pub mod device;

@@ -3,6 +3,7 @@
 use avfuse_models::AvModel;
 use burn::tensor::Device;
 
+use crate::corrupt::Corruption;
 use crate::data::{Dataset, Normalizer};
 use crate::error::{Result, TrainError};
 
@@ -41,13 +42,31 @@ pub fn predict(
     batch_size: usize,
     device: &Device,
 ) -> Result<Predictions> {
+    predict_corrupted(model, ds, presence, norm, batch_size, device, None)
+}
+
+/// [`predict`] with an optional test-time corruption applied to each host batch before
+/// upload (`(corruption, seed)`; see [`crate::corrupt`]).
+pub fn predict_corrupted(
+    model: &AvModel,
+    ds: &Dataset,
+    presence: &[[u8; 2]],
+    norm: &Normalizer,
+    batch_size: usize,
+    device: &Device,
+    corruption: Option<(&Corruption, u64)>,
+) -> Result<Predictions> {
     let n = ds.len();
     let mut probs = Vec::with_capacity(n);
     let mut loss = 0.0;
     let all: Vec<usize> = (0..n).collect();
     for chunk in all.chunks(batch_size.max(1)) {
         let pres: Vec<[u8; 2]> = chunk.iter().map(|&i| presence[i]).collect();
-        let input = ds.batch(chunk, &pres, norm, device);
+        let mut host = ds.host_batch(chunk, &pres, norm);
+        if let Some((c, seed)) = corruption {
+            c.apply(&mut host, chunk, norm, seed)?;
+        }
+        let input = host.upload(device).0;
         let logits = model
             .forward(input)
             .into_data()

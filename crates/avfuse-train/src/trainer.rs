@@ -10,6 +10,7 @@ use avfuse_media::io::atomic_write;
 use avfuse_metrics::binary_report;
 use avfuse_models::{AvModel, Modality};
 use avfuse_nn::modality_dropout::{DropMode, ModalityDropout};
+use avfuse_report::EventWriter;
 
 use crate::config::{Coverage, DropModeConfig, InactiveUpdate};
 use crate::coverage::{
@@ -149,6 +150,8 @@ pub mod files {
     pub const METRICS: &str = "metrics.jsonl";
     /// Checkpoint directory.
     pub const CHECKPOINTS: &str = "checkpoints";
+    /// TensorBoard event files (`logging.tensorboard`).
+    pub const TENSORBOARD: &str = "tensorboard";
     /// Checkpoint of the last completed epoch.
     pub const LAST: &str = "last.avfc";
     /// Checkpoint of the best epoch by the selection metric.
@@ -218,7 +221,17 @@ struct EpochRecord {
     clips_per_second: f64,
     dropped_video: usize,
     dropped_audio: usize,
+    /// Mean L2 norm of the video encoder's gradient over the steps where it was measured
+    /// (every `LOSS_SYNC_EVERY` steps, active samples only); `None` when never measured.
+    grad_norm_video: Option<f64>,
+    /// The same for the audio encoder.
+    grad_norm_audio: Option<f64>,
     best: bool,
+}
+
+/// The mean of `(sum, count)`, `None` for no measurement.
+fn mean_norm((sum, n): (f64, usize)) -> Option<f64> {
+    (n > 0).then(|| sum / n as f64)
 }
 
 /// Mix a seed with a stream id (splitmix64), so each epoch gets independent streams.
@@ -467,6 +480,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     )
     .and_then(|p| p.with_max_dropped(md.max_dropped))
     .map_err(|e| TrainError::Config(format!("fusion.modality_dropout: {e}")))?;
+    let mut tb = if cfg.logging.tensorboard {
+        let w = EventWriter::create(&opts.out_dir.join(files::TENSORBOARD))?;
+        info!(path = %w.path().display(), "TensorBoard event file");
+        Some(w)
+    } else {
+        None
+    };
     while epoch_done < session_end && !stopped_early {
         let epoch = epoch_done + 1;
         let started = Instant::now();
@@ -483,6 +503,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             format!("epoch {epoch}/{}", t.epochs),
         );
         let (mut loss_sum, mut dropped) = (0.0f64, [0usize; 2]);
+        // Per encoder: sum and count of measured gradient norms (active steps only).
+        let mut grad_norms = [(0.0f64, 0usize); 2];
         let mut lr = schedule.lr(step);
         // The loss stays on the device and is read back every LOSS_SYNC_EVERY steps (and at
         // the end of the epoch): a read is a host sync that stalls a GPU pipeline.
@@ -600,6 +622,17 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                         "grad/[{tag}]/{}_encoder = {norm:.4e}",
                         m.name()
                     );
+                    if !inactive.contains(&m) {
+                        grad_norms[m as usize].0 += norm;
+                        grad_norms[m as usize].1 += 1;
+                        if sync_now && let Some(w) = tb.as_mut() {
+                            w.add_scalar(
+                                &format!("grad_norm/{}_encoder", m.name()),
+                                norm as f32,
+                                step as i64,
+                            )?;
+                        }
+                    }
                     if !norm.is_finite() {
                         pb.abandon();
                         return Err(TrainError::GradientNotFinite {
@@ -647,6 +680,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 }
                 loss_sum += window;
                 shown_loss = window / pending_clips as f64;
+                if let Some(w) = tb.as_mut() {
+                    w.add_scalar("train/loss", shown_loss as f32, step as i64)?;
+                    w.add_scalar("train/lr", lr as f32, step as i64)?;
+                }
                 debug!(
                     epoch,
                     step,
@@ -713,6 +750,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             clips_per_second: n_train as f64 / train_elapsed.max(1e-9),
             dropped_video: dropped[0],
             dropped_audio: dropped[1],
+            grad_norm_video: mean_norm(grad_norms[Modality::Video as usize]),
+            grad_norm_audio: mean_norm(grad_norms[Modality::Audio as usize]),
             best: is_best,
         };
         let ckpt = Checkpoint {
@@ -755,6 +794,27 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             .map_err(|e| TrainError::io(&metrics_path, e))?;
         let line = serde_json::to_string(&record).unwrap_or_default();
         writeln!(f, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
+        if let Some(w) = tb.as_mut() {
+            let e = epoch as i64;
+            let scalars = [
+                ("epoch/train_loss", Some(record.train_loss)),
+                ("epoch/val_loss", Some(record.val_loss)),
+                ("epoch/val_auc", record.val_auc),
+                ("epoch/val_ap", record.val_ap),
+                ("epoch/val_accuracy", Some(record.val_accuracy)),
+                ("epoch/val_f1", Some(record.val_f1)),
+                ("epoch/lr", Some(record.lr)),
+                ("epoch/clips_per_second", Some(record.clips_per_second)),
+                ("epoch/grad_norm_video", record.grad_norm_video),
+                ("epoch/grad_norm_audio", record.grad_norm_audio),
+            ];
+            for (tag, v) in scalars {
+                if let Some(v) = v {
+                    w.add_scalar(tag, v as f32, e)?;
+                }
+            }
+            w.flush()?;
+        }
         info!(
             "epoch {epoch}/{}: train_loss {:.4} val_loss {:.4} val_{} {:.4}{} ({:.1}s, {:.0} clips/s)",
             t.epochs,

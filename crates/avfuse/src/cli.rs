@@ -151,7 +151,7 @@ pub struct EvalArgs {
     /// Split to evaluate (a directory under --data).
     #[arg(long, default_value = "test", value_name = "NAME")]
     pub split: String,
-    /// Output directory for eval.json and predictions_<set>.csv (default:
+    /// Output directory for eval.json, prediction files, robustness tables and plots/ (default:
     /// <checkpoint dir>/../eval-<split>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -162,6 +162,23 @@ pub struct EvalArgs {
         value_name = "SETS"
     )]
     pub modalities: String,
+    /// Test-time corruptions of the robustness report: `default` (pixel noise 0.05,0.1,0.2;
+    /// blur 1,2,3 px; audio SNR 20,10,0 dB), `none`, or groups like
+    /// `noise:0.1,0.2;blur:2;audio_snr:10,0`.
+    #[arg(long, default_value = "default", value_name = "GRID")]
+    pub corruptions: String,
+    /// How clip scores of one video are combined for the video-level metrics.
+    #[arg(long, value_enum, default_value_t = AggregationArg::Mean)]
+    pub aggregation: AggregationArg,
+    /// Softmax temperature of `--aggregation attention` (in probability units, > 0).
+    #[arg(long, default_value_t = 0.1, value_name = "T")]
+    pub temperature: f64,
+    /// Seed of the corruption noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Do not draw the PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
     /// Inference batch size (default: the checkpoint's evaluation.batch_size).
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
@@ -170,6 +187,17 @@ pub struct EvalArgs {
     pub threshold: Option<f64>,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// Video-level aggregation of clip scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AggregationArg {
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Softmax-weighted mean, weights softmax(p / temperature).
+    Attention,
 }
 
 /// Frame sampling of `avfuse prepare`.

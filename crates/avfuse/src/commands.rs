@@ -6,8 +6,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use avfuse_media::io::atomic_write;
 use avfuse_media::synth::{SynthConfig as MediaSynthConfig, synth_split};
+use avfuse_metrics::Aggregation;
 use avfuse_train::checkpoint::Checkpoint;
 use avfuse_train::config::{Config, LogLevel};
+use avfuse_train::corrupt::parse_corruptions;
 use avfuse_train::data::ModalitySet;
 use avfuse_train::eval::{EvalOptions, EvalReport, best_checkpoint, robustness_table};
 use avfuse_train::trainer::{ensure_writable_dir, files};
@@ -18,7 +20,9 @@ use serde_json::json;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, DeviceArgs, EvalArgs, QuickstartArgs, SynthArgs, TrainArgs};
+use crate::cli::{
+    AggregationArg, Cli, Command, DeviceArgs, EvalArgs, QuickstartArgs, SynthArgs, TrainArgs,
+};
 
 /// Run one command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -210,18 +214,30 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
             .unwrap_or(Path::new("."))
             .join(format!("eval-{}", a.split))
     });
-    let opts = EvalOptions {
-        checkpoint: a.checkpoint.clone(),
-        split_dir: data.join(&a.split),
-        out_dir: out.clone(),
-        sets,
+    let mut opts = EvalOptions::new(
+        a.checkpoint.clone(),
+        data.join(&a.split),
+        out.clone(),
         device,
-        batch_size: a.batch_size,
-        threshold: a.threshold,
+    );
+    opts.sets = sets;
+    opts.corruptions = parse_corruptions(&a.corruptions)?;
+    opts.aggregation = match a.aggregation {
+        AggregationArg::Mean => Aggregation::Mean,
+        AggregationArg::Max => Aggregation::Max,
+        AggregationArg::Attention => Aggregation::Attention {
+            temperature: a.temperature,
+        },
     };
+    opts.seed = a.seed;
+    opts.plots = !a.no_plots;
+    opts.batch_size = a.batch_size;
+    opts.threshold = a.threshold;
     let report = evaluate(&ckpt, &opts)?;
     print!("{}", robustness_table(&report));
-    println!("wrote {}", out.join("eval.json").display());
+    for f in &report.files {
+        println!("wrote {}", out.join(f).display());
+    }
     Ok(())
 }
 
@@ -303,15 +319,12 @@ fn quickstart(a: QuickstartArgs) -> Result<()> {
     let ckpt = Checkpoint::load(&ckpt_path)?;
     let report = evaluate(
         &ckpt,
-        &EvalOptions {
-            checkpoint: ckpt_path.clone(),
-            split_dir: data.join(&cfg.dataset.test_split),
-            out_dir: eval_dir.clone(),
-            sets: ModalitySet::ALL.to_vec(),
+        &EvalOptions::new(
+            ckpt_path.clone(),
+            data.join(&cfg.dataset.test_split),
+            eval_dir.clone(),
             device,
-            batch_size: None,
-            threshold: None,
-        },
+        ),
     )?;
 
     let both = report

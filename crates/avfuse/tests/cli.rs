@@ -228,7 +228,57 @@ fn tiny_quickstart_writes_the_report() {
         stdout.contains("video_only") && stdout.contains("audio_only"),
         "{stdout}"
     );
-    assert!(out.join("eval/predictions_both.csv").is_file());
+    // The quickstart's eval: prediction files at both levels, robustness tables, plots.
+    let ev: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval/eval.json")).unwrap()).unwrap();
+    // 3 clean settings + 9 default corruptions x 2 sets keeping the corrupted modality.
+    assert_eq!(ev["robustness"].as_array().unwrap().len(), 21, "{ev}");
+    assert_eq!(ev["level"], "sample");
+    assert_eq!(ev["video_ids"], "clip_id");
+    assert!(ev["results"]["both"]["video_level"]["report"]["auc"].is_number());
+    for f in ev["files"].as_array().unwrap() {
+        let f = out.join("eval").join(f.as_str().unwrap());
+        let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        if f.extension().is_some_and(|e| e == "png") {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", f.display());
+        }
+    }
+    for png in [
+        "roc.png",
+        "pr.png",
+        "robustness_noise.png",
+        "robustness_blur.png",
+        "robustness_audio_snr.png",
+        "training_curves.png",
+    ] {
+        assert!(out.join("eval/plots").join(png).is_file(), "{png} missing");
+    }
+    let md = std::fs::read_to_string(out.join("eval/robustness.md")).unwrap();
+    assert!(md.contains("audio_snr") && md.contains("blur"), "{md}");
+    // TensorBoard: per-step loss and lr, per-epoch validation metrics and gradient norms.
+    let tb: Vec<_> = std::fs::read_dir(out.join("run/tensorboard"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(tb.len(), 1, "{tb:?}");
+    let events = avfuse_report::read_events(&tb[0]).unwrap();
+    let tags: std::collections::BTreeSet<String> = events
+        .iter()
+        .flat_map(|e| e.scalars.iter().map(|s| s.tag.clone()))
+        .collect();
+    for tag in [
+        "train/loss",
+        "train/lr",
+        "epoch/val_auc",
+        "epoch/train_loss",
+        "grad_norm/video_encoder",
+        "grad_norm/audio_encoder",
+    ] {
+        assert!(tags.contains(tag), "{tag} not in {tags:?}");
+    }
+    let metrics = std::fs::read_to_string(out.join("run/metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert!(first["grad_norm_video"].as_f64().unwrap() > 0.0, "{first}");
 
     // `avfuse eval` on the quickstart's checkpoint: default output next to the run.
     let best = out.join("run/checkpoints/best.avfc");
@@ -242,18 +292,50 @@ fn tiny_quickstart_writes_the_report() {
         d,
         "--modalities",
         "both,audio_only",
+        "--corruptions",
+        "blur:2;audio_snr:10",
+        "--aggregation",
+        "max",
+        "--no-plots",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ev: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("run/eval-test/eval.json")).unwrap())
             .unwrap();
+    // --corruptions restricts the grid: 2 clean rows, blur with `both` only, SNR with both.
+    assert_eq!(
+        ev["robustness"].as_array().unwrap().len(),
+        2 + 1 + 2,
+        "{ev}"
+    );
     assert!(ev["results"]["both"]["metrics"]["auc"].is_number(), "{ev}");
     assert!(ev["results"]["video_only"].is_null());
     assert_eq!(ev["clips"], 8);
-    let csv =
-        std::fs::read_to_string(out.join("run/eval-test/predictions_audio_only.csv")).unwrap();
-    assert_eq!(csv.lines().next(), Some("clip_id,label,kind,probability"));
-    assert_eq!(csv.lines().count(), 9);
+    assert_eq!(
+        ev["results"]["both"]["video_level"]["aggregation"]["method"],
+        "max"
+    );
+    assert!(!out.join("run/eval-test/plots").exists());
+    let csv = std::fs::read_to_string(out.join("run/eval-test/predictions_samples.csv")).unwrap();
+    assert_eq!(
+        csv.lines().next(),
+        Some("id,video_id,label,score,pred,modality_set,corruption")
+    );
+    // 8 clips x 5 settings, plus the header.
+    assert_eq!(csv.lines().count(), 1 + 8 * 5);
+    assert!(csv.contains(",audio_only,audio_snr@10"), "{csv}");
+    fails_with(
+        &avfuse(&[
+            "eval",
+            "--checkpoint",
+            b,
+            "--data",
+            d,
+            "--corruptions",
+            "fog:1",
+        ]),
+        &["fog"],
+    );
     fails_with(
         &avfuse(&[
             "eval",
