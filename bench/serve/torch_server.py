@@ -175,7 +175,7 @@ if __name__ != "__main__":
         return out
 
     def decode(f):
-        with av.open(f) as c:
+        with av.open(f, mode="r") as c:  # an upload is a "w+b" SpooledTemporaryFile
             vs = c.streams.video[0]
             vs.thread_count = 1
             fps = float(vs.average_rate)
@@ -193,7 +193,7 @@ if __name__ != "__main__":
             frames.append(frames[-1])
         f.seek(0)
         audio = None
-        with av.open(f) as c:
+        with av.open(f, mode="r") as c:  # an upload is a "w+b" SpooledTemporaryFile
             if c.streams.audio:
                 st = c.streams.audio[0]
                 rate = st.rate

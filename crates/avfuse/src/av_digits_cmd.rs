@@ -60,7 +60,7 @@ pub struct AvDigitsArgs {
     )]
     pub out: PathBuf,
     /// Training epochs of every variant (avfuse and PyTorch alike).
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(long, default_value_t = 16, value_name = "N")]
     pub epochs: usize,
     /// Seed of the data build, the initial weights, the batch order and the masks.
     #[arg(long, default_value_t = 0, value_name = "S")]
@@ -77,7 +77,7 @@ pub struct AvDigitsArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "0.5",
+        default_value = "0.5,0.7",
         value_name = "P,..."
     )]
     pub p_grid: Vec<f64>,
