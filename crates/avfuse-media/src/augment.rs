@@ -22,8 +22,8 @@ fn uniform(r: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * (r.random::<u64>() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// A standard normal draw (Box-Muller).
-fn normal(r: &mut ChaCha8Rng) -> f64 {
+/// A standard normal draw (Box-Muller) from `r`.
+pub fn normal(r: &mut ChaCha8Rng) -> f64 {
     let u1 = uniform(r, f64::MIN_POSITIVE, 1.0);
     let u2 = uniform(r, 0.0, 1.0);
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
@@ -157,6 +157,17 @@ pub fn color_jitter(
     Ok(())
 }
 
+/// The normalised 1-d Gaussian kernel of standard deviation `sigma > 0` pixels, radius
+/// `ceil(3 sigma)` (length `2 * radius + 1`, sums to 1).
+pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
+    let rad = (3.0 * sigma).ceil() as i64;
+    let k: Vec<f32> = (-rad..=rad)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    k.iter().map(|v| v / sum).collect()
+}
+
 /// Gaussian blur with standard deviation `sigma` pixels (separable, kernel radius
 /// `ceil(3 sigma)`, edges replicated), in place. `sigma <= 0` does nothing.
 pub fn gaussian_blur(
@@ -175,12 +186,8 @@ pub fn gaussian_blur(
     if sigma <= 0.0 {
         return Ok(());
     }
-    let rad = (3.0 * sigma).ceil() as i64;
-    let k: Vec<f32> = (-rad..=rad)
-        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let sum: f32 = k.iter().sum();
-    let k: Vec<f32> = k.iter().map(|v| v / sum).collect();
+    let k = gaussian_kernel(sigma);
+    let rad = (k.len() / 2) as i64;
     let mut tmp = vec![0.0f32; w * h * 3];
     for f in frames.chunks_exact_mut(w * h * 3) {
         for y in 0..h {

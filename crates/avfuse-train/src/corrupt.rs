@@ -17,13 +17,13 @@
 //!   `S` gets `P' = P + S * 10^(-SNR/10)` in every bin (the expectation of the noise's
 //!   periodogram; its frame-to-frame fluctuation is not modelled), then back to dB.
 
+use avfuse_media::augment;
 use avfuse_models::Modality;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{HostBatch, Normalizer};
 use crate::error::{Result, TrainError};
+use crate::trainer::derive_seed;
 
 /// A kind of corruption; see the [module documentation](self) for units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -150,12 +150,12 @@ impl Corruption {
             if batch.presence[k * 2 + m] == 0.0 {
                 continue;
             }
-            let mut rng = ChaCha8Rng::seed_from_u64(mix(seed, clip as u64));
+            let mut rng = augment::rng(derive_seed(seed, clip as u64 + 1));
             match self.kind {
                 CorruptionKind::Noise => {
                     let s = self.level as f32;
                     for v in &mut batch.frames[k * frame_len..(k + 1) * frame_len] {
-                        *v = (*v + s * normal(&mut rng)).clamp(-0.5, 0.5);
+                        *v = (*v + s * augment::normal(&mut rng) as f32).clamp(-0.5, 0.5);
                     }
                 }
                 CorruptionKind::Blur => {
@@ -235,34 +235,15 @@ pub fn parse_corruptions(s: &str) -> Result<Vec<Corruption>> {
     Ok(out)
 }
 
-/// SplitMix64 of `seed` and `clip`: independent streams per clip.
-fn mix(seed: u64, clip: u64) -> u64 {
-    let mut z = seed ^ clip.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random::<f64>();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-}
-
 /// Separable Gaussian blur of one `[h, w]` f32 plane in place (radius `ceil(3 sigma)`, edges
-/// replicated). `avfuse_media::augment::gaussian_blur` does the same on interleaved `u8`
-/// frames; here the batch is planar f32 and must not be requantised, hence this copy.
+/// replicated), with [`augment::gaussian_kernel`]. `augment::gaussian_blur` does the same on
+/// interleaved `u8` frames; here the batch is planar f32 and must not be requantised.
 fn blur_plane(plane: &mut [f32], h: usize, w: usize, sigma: f32) {
     if sigma <= 0.0 || h == 0 || w == 0 {
         return;
     }
-    let rad = (3.0 * sigma).ceil() as i64;
-    let k: Vec<f32> = (-rad..=rad)
-        .map(|i| (-((i * i) as f32) / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let sum: f32 = k.iter().sum();
-    let k: Vec<f32> = k.iter().map(|v| v / sum).collect();
+    let k = augment::gaussian_kernel(sigma);
+    let rad = (k.len() / 2) as i64;
     let mut tmp = vec![0f32; h * w];
     for y in 0..h {
         for x in 0..w {

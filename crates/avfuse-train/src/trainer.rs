@@ -234,8 +234,9 @@ fn mean_norm((sum, n): (f64, usize)) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// Mix a seed with a stream id (splitmix64), so each epoch gets independent streams.
-fn derive_seed(seed: u64, stream: u64) -> u64 {
+/// Mix a seed with a stream id (splitmix64), so each epoch (or each clip of an eval
+/// corruption) gets independent streams.
+pub(crate) fn derive_seed(seed: u64, stream: u64) -> u64 {
     let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
