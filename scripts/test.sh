@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole avfuse test suite: formatting, lints, and every test of the workspace, then the
-# FFmpeg-backed media tests (avfuse-media's `ffmpeg` feature).
+# FFmpeg-backed tests again with the `ffmpeg` features (decoding, cache, CLI, HTTP server).
 # Needs a Rust toolchain (rustup; installs the rustfmt/clippy components if missing) and,
 # for the media tests, FFmpeg's development packages: on Debian/Ubuntu they are installed
 # here with apt-get when missing (as root, or with sudo). Without apt-get the media tests
@@ -16,14 +16,10 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
-echo "== cargo clippy (all targets, -D warnings)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test"
-cargo test --workspace --locked
+# A clean clone gains nothing from incremental compilation; it only costs disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 
-# --- FFmpeg-backed media tests --------------------------------------------------------
+# --- FFmpeg development packages (for the media, CLI and server tests) ----------------
 media_pkgs=(libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev
             libavfilter-dev libavdevice-dev pkg-config clang libclang-dev ffmpeg)
 missing=()
@@ -45,7 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
   else
     echo "!! apt-get is not available and these packages are missing: ${missing[*]}"
-    echo "!! skipping the FFmpeg media tests (cargo test -p avfuse-media --features ffmpeg)"
+    echo "!! skipping the FFmpeg-backed tests (media decoding, CLI on real MP4s, HTTP server)"
     media_ok=0
     if [ -n "${CI:-}" ]; then
       echo "!! CI must run them: failing" >&2
@@ -53,15 +49,27 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
   fi
 fi
+
+# The FFmpeg feature set, given for the whole workspace so that every dependency resolves
+# to the same features as the default build: Burn and the other heavy dependencies are
+# compiled once, and only our crates are rebuilt with FFmpeg.
+ffmpeg_features=avfuse-media/ffmpeg,avfuse-serve/ffmpeg,avfuse/ffmpeg
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 if [ "$media_ok" = 1 ]; then
-  echo "== cargo clippy -p avfuse-media --features ffmpeg (all targets, -D warnings)"
-  cargo clippy -p avfuse-media --all-targets --all-features --locked -- -D warnings
-  echo "== cargo clippy -p avfuse -p avfuse-serve --features ffmpeg (all targets, -D warnings)"
-  cargo clippy -p avfuse -p avfuse-serve --features avfuse/ffmpeg,avfuse-serve/ffmpeg \
-    --all-targets --locked -- -D warnings
-  echo "== cargo test -p avfuse-media --features ffmpeg"
-  cargo test -p avfuse-media --features ffmpeg --locked
-  echo "== cargo test -p avfuse -p avfuse-serve --features ffmpeg (CLI, HTTP server on loopback)"
-  cargo test -p avfuse -p avfuse-serve --features avfuse/ffmpeg,avfuse-serve/ffmpeg --locked
+  echo "== cargo clippy --features ffmpeg (all targets, -D warnings)"
+  cargo clippy --workspace --all-targets --features "$ffmpeg_features" --locked -- -D warnings
+fi
+echo "== cargo test"
+cargo test --workspace --locked
+if [ "$media_ok" = 1 ]; then
+  # The test targets that exercise FFmpeg: decoding and the shard cache (avfuse-media), the
+  # CLI on MP4 clips (avfuse), the HTTP server on loopback (avfuse-serve).
+  echo "== cargo test --features ffmpeg: decode, prepare, CLI, HTTP server"
+  cargo test --workspace --features "$ffmpeg_features" --locked \
+    --test decode --test prepare --test cli --test serve_cli --test serve
 fi
 echo "== all checks passed"
