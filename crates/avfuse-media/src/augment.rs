@@ -444,7 +444,11 @@ fn mask(
 
 /// A training-time augmentation policy: each operation fires with its probability, with
 /// parameters drawn from its range; everything is derived from one seed per clip.
+///
+/// In YAML (`dataset.augment` of the training config) every field is optional and takes the
+/// default below; an unknown field is an error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Probability of a horizontal flip (default 0.5).
     pub flip_p: f32,
@@ -554,6 +558,66 @@ impl AugmentConfig {
         Ok(())
     }
 
+    /// [`AugmentConfig::video`] on frames stored planar, u8 `[t, 3, s, s]` (the layout of
+    /// the pre-extracted cache): the same operations and draws, the result back in planar
+    /// layout.
+    pub fn video_planar(
+        &self,
+        frames: &mut [u8],
+        t: usize,
+        s: usize,
+        seed: u64,
+    ) -> Result<(), MediaError> {
+        check_frames(frames, t, s, s)?;
+        let plane = s * s;
+        let mut hwc = vec![0u8; frames.len()];
+        for f in 0..t {
+            let (src, dst) = (
+                &frames[f * 3 * plane..(f + 1) * 3 * plane],
+                &mut hwc[f * 3 * plane..(f + 1) * 3 * plane],
+            );
+            for p in 0..plane {
+                for c in 0..3 {
+                    dst[p * 3 + c] = src[c * plane + p];
+                }
+            }
+        }
+        self.video(&mut hwc, t, s, seed)?;
+        for f in 0..t {
+            let (src, dst) = (
+                &hwc[f * 3 * plane..(f + 1) * 3 * plane],
+                &mut frames[f * 3 * plane..(f + 1) * 3 * plane],
+            );
+            for p in 0..plane {
+                for c in 0..3 {
+                    dst[c * plane + p] = src[p * 3 + c];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The audio augmentations that act on a `[n_mels, frames]` dB log-mel, in place, from
+    /// `seed`: the gain (uniform in +-`gain_db`), which on a power dB spectrogram is the
+    /// constant offset `+g` dB (exact for `power_to_db` with `ref = 1` above its `amin`
+    /// floor), then the SpecAugment masks of [`AugmentConfig::mel`]. Noise at an SNR and
+    /// pitch shift need the waveform ([`AugmentConfig::audio`]); a cache of mels cannot
+    /// take them.
+    pub fn log_mel(
+        &self,
+        mel: &mut [f32],
+        n_mels: usize,
+        frames: usize,
+        seed: u64,
+    ) -> Result<(), MediaError> {
+        let mut r = rng(seed ^ 0x4741_494e_0000_0000);
+        let g = uniform(&mut r, -f64::from(self.gain_db), f64::from(self.gain_db)) as f32;
+        for v in mel.iter_mut() {
+            *v += g;
+        }
+        self.mel(mel, n_mels, frames, seed)
+    }
+
     /// Augments mono audio in place (noise, gain, pitch), drawing everything from `seed`.
     pub fn audio(&self, audio: &mut [f32], seed: u64) -> Result<(), MediaError> {
         let mut r = rng(seed ^ 0x4155_4449_4f00_0000);
@@ -612,6 +676,98 @@ mod tests {
         (0..t * w * h * 3)
             .map(|i| ((i % 97) as u8).wrapping_add((r.random::<u8>()) >> 3))
             .collect()
+    }
+
+    #[test]
+    fn planar_video_is_the_interleaved_policy_in_planar_layout() {
+        let (t, s) = (3, 12);
+        let hwc = clip(t, s, s, 9);
+        let plane = s * s;
+        let to_planar = |x: &[u8]| {
+            let mut out = vec![0u8; x.len()];
+            for f in 0..t {
+                for p in 0..plane {
+                    for c in 0..3 {
+                        out[f * 3 * plane + c * plane + p] = x[f * 3 * plane + p * 3 + c];
+                    }
+                }
+            }
+            out
+        };
+        // Every operation fires, so every code path of the conversion is exercised.
+        let policy = AugmentConfig {
+            flip_p: 1.0,
+            crop_p: 1.0,
+            jitter_p: 1.0,
+            blur_p: 1.0,
+            noise_p: 1.0,
+            jpeg_p: 1.0,
+            ..AugmentConfig::default()
+        };
+        let mut a = hwc.clone();
+        policy.video(&mut a, t, s, 77).unwrap();
+        let mut b = to_planar(&hwc);
+        policy.video_planar(&mut b, t, s, 77).unwrap();
+        assert_ne!(a, hwc);
+        assert_eq!(b, to_planar(&a));
+        assert!(policy.video_planar(&mut b[1..], t, s, 77).is_err());
+    }
+
+    #[test]
+    fn log_mel_gain_is_a_seeded_constant_offset() {
+        let (n_mels, frames) = (6, 20);
+        let mel: Vec<f32> = (0..n_mels * frames)
+            .map(|i| -40.0 + i as f32 * 0.1)
+            .collect();
+        let policy = AugmentConfig {
+            gain_db: 6.0,
+            time_masks: (0, 0),
+            freq_masks: (0, 0),
+            ..AugmentConfig::default()
+        };
+        let mut a = mel.clone();
+        policy.log_mel(&mut a, n_mels, frames, 3).unwrap();
+        let g = a[0] - mel[0];
+        assert!(g.abs() <= 6.0 && g != 0.0, "gain {g}");
+        for (x, y) in a.iter().zip(&mel) {
+            assert!((x - y - g).abs() < 1e-4);
+        }
+        let mut b = mel.clone();
+        policy.log_mel(&mut b, n_mels, frames, 3).unwrap();
+        assert_eq!(a, b);
+        let mut c = mel.clone();
+        policy.log_mel(&mut c, n_mels, frames, 4).unwrap();
+        assert_ne!(a, c);
+        // With a time mask: every column is either the input shifted by the gain, or one
+        // constant (the mean after the gain); over a few seeds some columns are masked.
+        let masked = AugmentConfig {
+            time_masks: (1, 5),
+            freq_masks: (0, 0),
+            ..policy
+        };
+        let mut masked_cols = 0;
+        for seed in 0..8 {
+            let mut d = mel.clone();
+            masked.log_mel(&mut d, n_mels, frames, seed).unwrap();
+            let mut e = mel.clone();
+            policy.log_mel(&mut e, n_mels, frames, seed).unwrap(); // same gain draw
+            let mean = e.iter().sum::<f32>() / e.len() as f32;
+            for col in 0..frames {
+                let same = (0..n_mels).all(|m| d[m * frames + col] == e[m * frames + col]);
+                let filled = (0..n_mels).all(|m| (d[m * frames + col] - mean).abs() < 1e-4);
+                assert!(same || filled, "seed {seed} column {col}");
+                masked_cols += usize::from(!same);
+            }
+        }
+        assert!(masked_cols > 0);
+    }
+
+    #[test]
+    fn config_fields_default_and_unknown_fields_fail() {
+        let c: AugmentConfig = serde_json::from_str(r#"{"flip_p": 0.1}"#).unwrap();
+        assert_eq!(c.flip_p, 0.1);
+        assert_eq!(c.crop_p, AugmentConfig::default().crop_p);
+        assert!(serde_json::from_str::<AugmentConfig>(r#"{"flip": 0.1}"#).is_err());
     }
 
     #[test]

@@ -353,8 +353,10 @@ pub fn plot_pr(series: &[PrSeries], opts: &PlotOptions) -> Result<Vec<u8>> {
 /// one line with markers per modality set, in the order the sets first appear in `rows`.
 ///
 /// Rows whose `corruption` equals `corruption` are used; rows with corruption `"none"` are
-/// the clean reference and are drawn at level 0 of every curve that has no level-0 row of
-/// its own. Rows whose metric is undefined (`None`, e.g. AUC with one class) are skipped.
+/// the clean reference and are drawn at `clean_level` of every curve that has no row at that
+/// level of its own (0 for a noise std or a blur sigma, 100 for a JPEG quality; `None` where
+/// no level means "clean", e.g. an SNR). Rows whose metric is undefined (`None`, e.g. AUC with
+/// one class) are skipped.
 ///
 /// # Errors
 /// [`ReportError::Invalid`] when no row has a defined metric for `corruption`; otherwise as
@@ -362,6 +364,7 @@ pub fn plot_pr(series: &[PrSeries], opts: &PlotOptions) -> Result<Vec<u8>> {
 pub fn plot_robustness(
     rows: &[RobustnessRow],
     corruption: &str,
+    clean_level: Option<f64>,
     metric: RobustnessMetric,
     opts: &PlotOptions,
 ) -> Result<Vec<u8>> {
@@ -385,14 +388,16 @@ pub fn plot_robustness(
         )));
     }
     for (name, pts) in sets.iter_mut() {
-        if !pts.iter().any(|p| p.0 == 0.0) {
+        if let Some(at) = clean_level
+            && !pts.iter().any(|p| p.0 == at)
+        {
             let clean = rows.iter().find(|r| {
                 r.corruption == "none"
                     && r.modality_set == *name
                     && metric.value(&r.report).is_some()
             });
             if let Some(y) = clean.and_then(|r| metric.value(&r.report)) {
-                pts.push((0.0, y));
+                pts.push((at, y));
             }
         }
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));

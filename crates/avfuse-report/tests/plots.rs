@@ -193,6 +193,7 @@ fn robustness_plot_one_line_per_modality_set() {
     let png = plot_robustness(
         &rows,
         "noise",
+        Some(0.0),
         RobustnessMetric::Auc,
         &PlotOptions::new(600, 400, "AUC under Gaussian noise"),
     )
@@ -202,6 +203,7 @@ fn robustness_plot_one_line_per_modality_set() {
     let png = plot_robustness(
         &rows,
         "noise",
+        Some(0.0),
         RobustnessMetric::Eer,
         &PlotOptions::default(),
     )
@@ -211,6 +213,7 @@ fn robustness_plot_one_line_per_modality_set() {
     let err = plot_robustness(
         &rows,
         "blur",
+        Some(0.0),
         RobustnessMetric::Auc,
         &PlotOptions::default(),
     )

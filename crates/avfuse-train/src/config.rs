@@ -10,6 +10,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
+use avfuse_media::augment::AugmentConfig;
 use avfuse_models::audio_resnet::AudioResNetConfig;
 use avfuse_models::av::{AudioEncoderKind, VideoBackbone};
 use avfuse_models::head::ActivationKind;
@@ -52,6 +53,12 @@ pub struct DatasetConfig {
     pub test_split: String,
     /// Synthetic data (`avfuse synth`, `avfuse quickstart`).
     pub synth: SynthConfig,
+    /// Training-time augmentation of the training split (off when absent; `augment: {}`
+    /// turns it on with the defaults of [`AugmentConfig`]). Seeded per epoch and clip from
+    /// `training.seed`, so a resumed run sees the same augmented clips. Video: flip, random
+    /// resized crop, colour jitter, blur, pixel noise, JPEG compression; audio (on the
+    /// cached log-mel): gain and SpecAugment masks. Never applied to validation or test.
+    pub augment: Option<AugmentConfig>,
 }
 
 impl Default for DatasetConfig {
@@ -62,6 +69,7 @@ impl Default for DatasetConfig {
             val_split: "val".into(),
             test_split: "test".into(),
             synth: SynthConfig::default(),
+            augment: None,
         }
     }
 }
@@ -671,6 +679,80 @@ fn range_err(key: &str, value: impl Display, expected: &str) -> TrainError {
     TrainError::Config(format!("{key} = {value}: {expected}"))
 }
 
+/// Range checks of `dataset.augment`, each error naming its key.
+fn validate_augment(a: &AugmentConfig) -> Result<()> {
+    for (key, p) in [
+        ("flip_p", a.flip_p),
+        ("crop_p", a.crop_p),
+        ("jitter_p", a.jitter_p),
+        ("blur_p", a.blur_p),
+        ("noise_p", a.noise_p),
+        ("jpeg_p", a.jpeg_p),
+        ("audio_noise_p", a.audio_noise_p),
+        ("pitch_p", a.pitch_p),
+    ] {
+        check_unit(&format!("dataset.augment.{key}"), f64::from(p))?;
+    }
+    let pair = |key: &str, (lo, hi): (f32, f32), ok: bool, expected: &str| {
+        if ok && lo.is_finite() && hi.is_finite() && lo <= hi {
+            Ok(())
+        } else {
+            Err(range_err(
+                &format!("dataset.augment.{key}"),
+                format!("[{lo}, {hi}]"),
+                expected,
+            ))
+        }
+    };
+    let (lo, hi) = a.crop_scale;
+    pair(
+        "crop_scale",
+        a.crop_scale,
+        lo > 0.0 && hi <= 1.0,
+        "must be [lo, hi] with 0 < lo <= hi <= 1 (area fractions)",
+    )?;
+    pair(
+        "crop_ratio",
+        a.crop_ratio,
+        a.crop_ratio.0 > 0.0,
+        "must be [lo, hi] with 0 < lo <= hi (aspect ratios)",
+    )?;
+    pair(
+        "blur_sigma",
+        a.blur_sigma,
+        a.blur_sigma.0 > 0.0 && a.blur_sigma.1 <= 20.0,
+        "must be [lo, hi] with 0 < lo <= hi <= 20 (pixels)",
+    )?;
+    pair(
+        "snr_db",
+        a.snr_db,
+        true,
+        "must be [lo, hi] with lo <= hi, finite (dB)",
+    )?;
+    let (qlo, qhi) = a.jpeg_quality;
+    if !(1 <= qlo && qlo <= qhi && qhi <= 100) {
+        return Err(range_err(
+            "dataset.augment.jpeg_quality",
+            format!("[{qlo}, {qhi}]"),
+            "must be [lo, hi] with 1 <= lo <= hi <= 100",
+        ));
+    }
+    for (key, v, max) in [
+        ("noise_std", a.noise_std, 255.0),
+        ("gain_db", a.gain_db, 60.0),
+        ("pitch_semitones", a.pitch_semitones, 12.0),
+    ] {
+        if !(v.is_finite() && (0.0..=max).contains(&v)) {
+            return Err(range_err(
+                &format!("dataset.augment.{key}"),
+                v,
+                &format!("must be in [0, {max}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_unit(key: &str, v: f64) -> Result<()> {
     if (0.0..=1.0).contains(&v) {
         Ok(())
@@ -767,6 +849,9 @@ impl Config {
                     "must be a non-empty name of [A-Za-z0-9_-]",
                 ));
             }
+        }
+        if let Some(a) = &self.dataset.augment {
+            validate_augment(a)?;
         }
         check_unit(
             "fusion.modality_dropout_prob",
@@ -1096,6 +1181,35 @@ mod tests {
             e.to_string().starts_with("model.video.channels = []"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn augment_is_off_by_default_and_validated_by_key() {
+        assert_eq!(Config::default().dataset.augment, None);
+        let c = load_str("dataset:\n  augment: {}\n", &[]).unwrap();
+        assert_eq!(c.dataset.augment, Some(AugmentConfig::default()));
+        let c = load_str("", &["dataset.augment.flip_p=0.25"]).unwrap();
+        let a = c.dataset.augment.unwrap();
+        assert_eq!(a.flip_p, 0.25);
+        assert_eq!(a.crop_p, AugmentConfig::default().crop_p);
+        let e = load_str("", &["dataset.augment.jitter_p=2"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dataset.augment.jitter_p = 2: must be in [0, 1]"
+        );
+        let e = load_str("dataset:\n  augment:\n    jpeg_quality: [0, 90]\n", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "dataset.augment.jpeg_quality = [0, 90]: must be [lo, hi] with 1 <= lo <= hi <= 100"
+        );
+        let e = load_str("", &["dataset.augment.crop_scale=[0.9, 0.5]"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("dataset.augment.crop_scale = [0.9, 0.5]"),
+            "{e}"
+        );
+        let e = load_str("", &["dataset.augment.flipp=0.5"]).unwrap_err();
+        assert!(e.to_string().contains("dataset.augment.flipp"), "{e}");
     }
 
     #[test]

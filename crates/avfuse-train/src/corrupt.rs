@@ -1,5 +1,5 @@
 //! Test-time corruptions for the robustness report of `avfuse eval`: Gaussian pixel noise,
-//! Gaussian blur, and additive white noise at a given audio SNR.
+//! Gaussian blur, JPEG re-compression, and additive white noise at a given audio SNR.
 //!
 //! They act on a prepared [`HostBatch`] (the normalised model input) of a cached split, after
 //! the modality set has been applied, and only on rows where the corrupted modality is
@@ -11,6 +11,10 @@
 //!   pixels are clamped back to `[0, 1]`.
 //! - `blur`: Gaussian standard deviation in pixels of the cached crop (kernel radius
 //!   `ceil(3 sigma)`, edges replicated, as `avfuse_media::augment::gaussian_blur`).
+//! - `jpeg`: JPEG quality, an integer in `[1, 100]` (lower is stronger): every cached frame
+//!   is encoded as a baseline 4:2:0 JPEG at that quality and decoded again
+//!   (`avfuse_media::augment::jpeg_compress`), the artefact of re-uploaded social-media
+//!   video.
 //! - `audio_snr`: signal-to-noise ratio in dB of added white noise. The cache holds log-mel
 //!   (dB), not waveforms, so the noise is added in the mel power domain: white noise has the
 //!   same expected power in every Slaney-normalised mel band, so a clip with mean mel power
@@ -33,15 +37,18 @@ pub enum CorruptionKind {
     Noise,
     /// Gaussian blur (video).
     Blur,
+    /// JPEG re-compression at a quality (video).
+    Jpeg,
     /// White noise at an SNR in dB (audio).
     AudioSnr,
 }
 
 impl CorruptionKind {
     /// Every kind, in report order.
-    pub const ALL: [CorruptionKind; 3] = [
+    pub const ALL: [CorruptionKind; 4] = [
         CorruptionKind::Noise,
         CorruptionKind::Blur,
+        CorruptionKind::Jpeg,
         CorruptionKind::AudioSnr,
     ];
 
@@ -50,6 +57,7 @@ impl CorruptionKind {
         match self {
             CorruptionKind::Noise => "noise",
             CorruptionKind::Blur => "blur",
+            CorruptionKind::Jpeg => "jpeg",
             CorruptionKind::AudioSnr => "audio_snr",
         }
     }
@@ -62,8 +70,18 @@ impl CorruptionKind {
     /// The modality it corrupts.
     pub fn modality(self) -> Modality {
         match self {
-            CorruptionKind::Noise | CorruptionKind::Blur => Modality::Video,
+            CorruptionKind::Noise | CorruptionKind::Blur | CorruptionKind::Jpeg => Modality::Video,
             CorruptionKind::AudioSnr => Modality::Audio,
+        }
+    }
+
+    /// The level that means "no corruption", where plots draw the clean result: 0 for the
+    /// noise std and the blur sigma, quality 100 for JPEG, none for an SNR.
+    pub fn clean_level(self) -> Option<f64> {
+        match self {
+            CorruptionKind::Noise | CorruptionKind::Blur => Some(0.0),
+            CorruptionKind::Jpeg => Some(100.0),
+            CorruptionKind::AudioSnr => None,
         }
     }
 
@@ -72,6 +90,7 @@ impl CorruptionKind {
         match self {
             CorruptionKind::Noise => "pixel noise std ([0, 1] scale)",
             CorruptionKind::Blur => "blur sigma (px)",
+            CorruptionKind::Jpeg => "JPEG quality",
             CorruptionKind::AudioSnr => "audio SNR (dB)",
         }
     }
@@ -92,30 +111,30 @@ impl Corruption {
         format!("{}@{}", self.kind.name(), self.level)
     }
 
-    /// Check the level: finite, and `>= 0` for `noise` and `blur`.
+    /// Check the level: finite; `>= 0` for `noise` and `blur`; an integer in `[1, 100]`
+    /// for `jpeg`.
     ///
     /// # Errors
     /// [`TrainError::Config`] naming the corruption and the value.
     pub fn validate(&self) -> Result<()> {
-        let ok = match self.kind {
+        let l = self.level;
+        let (ok, rule) = match self.kind {
             CorruptionKind::Noise | CorruptionKind::Blur => {
-                self.level.is_finite() && self.level >= 0.0
+                (l.is_finite() && l >= 0.0, "finite and >= 0")
             }
-            CorruptionKind::AudioSnr => self.level.is_finite(),
+            CorruptionKind::Jpeg => (
+                (1.0..=100.0).contains(&l) && l.fract() == 0.0,
+                "an integer in [1, 100]",
+            ),
+            CorruptionKind::AudioSnr => (l.is_finite(), "finite"),
         };
         if ok {
             Ok(())
         } else {
             Err(TrainError::Config(format!(
-                "corruption {}: level {} is invalid ({} must be finite{})",
+                "corruption {}: level {l} is invalid ({} must be {rule})",
                 self.kind.name(),
-                self.level,
                 self.kind.unit(),
-                if self.kind == CorruptionKind::AudioSnr {
-                    ""
-                } else {
-                    " and >= 0"
-                }
             )))
         }
     }
@@ -165,6 +184,15 @@ impl Corruption {
                         blur_plane(plane, side, side, self.level as f32);
                     }
                 }
+                CorruptionKind::Jpeg => {
+                    let clip_frames = &mut batch.frames[k * frame_len..(k + 1) * frame_len];
+                    jpeg_planar(
+                        clip_frames,
+                        batch.frames_per_clip,
+                        batch.image_size,
+                        self.level as u8,
+                    )?;
+                }
                 CorruptionKind::AudioSnr => {
                     add_mel_noise(
                         &mut batch.mel[k * mel_len..(k + 1) * mel_len],
@@ -178,12 +206,13 @@ impl Corruption {
     }
 }
 
-/// The default robustness grid: pixel noise 0.05 / 0.1 / 0.2, blur 1 / 2 / 3 px, audio SNR
-/// 20 / 10 / 0 dB.
+/// The default robustness grid: pixel noise 0.05 / 0.1 / 0.2, blur 1 / 2 / 3 px, JPEG
+/// quality 75 / 40 / 15, audio SNR 20 / 10 / 0 dB.
 pub fn default_corruptions() -> Vec<Corruption> {
     let grid = [
         (CorruptionKind::Noise, [0.05, 0.1, 0.2]),
         (CorruptionKind::Blur, [1.0, 2.0, 3.0]),
+        (CorruptionKind::Jpeg, [75.0, 40.0, 15.0]),
         (CorruptionKind::AudioSnr, [20.0, 10.0, 0.0]),
     ];
     grid.into_iter()
@@ -211,12 +240,12 @@ pub fn parse_corruptions(s: &str) -> Result<Vec<Corruption>> {
     for group in s.split(';').map(str::trim).filter(|g| !g.is_empty()) {
         let (kind, levels) = group.split_once(':').ok_or_else(|| {
             TrainError::Config(format!(
-                "corruptions: {group:?} is not kind:level,level,... (kinds: noise, blur, audio_snr)"
+                "corruptions: {group:?} is not kind:level,level,... (kinds: noise, blur, jpeg, audio_snr)"
             ))
         })?;
         let kind = CorruptionKind::parse(kind.trim()).ok_or_else(|| {
             TrainError::Config(format!(
-                "corruptions: unknown kind {:?} (expected noise, blur or audio_snr)",
+                "corruptions: unknown kind {:?} (expected noise, blur, jpeg or audio_snr)",
                 kind.trim()
             ))
         })?;
@@ -233,6 +262,33 @@ pub fn parse_corruptions(s: &str) -> Result<Vec<Corruption>> {
         }
     }
     Ok(out)
+}
+
+/// JPEG round trip of one clip's normalised planar frames `[t, 3, s, s]` (values
+/// `u8 / 255 - 0.5`) in place: back to u8 (exact for uncorrupted cache data), interleaved,
+/// [`augment::jpeg_compress`] at `quality`, and back.
+fn jpeg_planar(frames: &mut [f32], t: usize, s: usize, quality: u8) -> Result<()> {
+    let plane = s * s;
+    let mut hwc = vec![0u8; frames.len()];
+    for f in 0..t {
+        for c in 0..3 {
+            for p in 0..plane {
+                let v = frames[(f * 3 + c) * plane + p];
+                hwc[(f * plane + p) * 3 + c] = ((v + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    augment::jpeg_compress(&mut hwc, t, s, s, quality)
+        .map_err(|e| TrainError::Config(format!("corruption jpeg@{quality}: {e}")))?;
+    for f in 0..t {
+        for c in 0..3 {
+            for p in 0..plane {
+                frames[(f * 3 + c) * plane + p] =
+                    f32::from(hwc[(f * plane + p) * 3 + c]) / 255.0 - 0.5;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Separable Gaussian blur of one `[h, w]` f32 plane in place (radius `ceil(3 sigma)`, edges
@@ -319,7 +375,7 @@ mod tests {
 
     #[test]
     fn parse_grid_and_errors() {
-        assert_eq!(parse_corruptions("default").unwrap().len(), 9);
+        assert_eq!(parse_corruptions("default").unwrap().len(), 12);
         assert!(parse_corruptions("none").unwrap().is_empty());
         let g = parse_corruptions("noise:0.1, 0.2; audio_snr:-5").unwrap();
         assert_eq!(
@@ -339,7 +395,16 @@ mod tests {
                 },
             ]
         );
-        for bad in ["noise", "fog:1", "blur:x", "blur:-1", "noise:nan"] {
+        for bad in [
+            "noise",
+            "fog:1",
+            "blur:x",
+            "blur:-1",
+            "noise:nan",
+            "jpeg:0",
+            "jpeg:101",
+            "jpeg:50.5",
+        ] {
             let e = parse_corruptions(bad).unwrap_err().to_string();
             assert!(e.contains("corruption"), "{bad}: {e}");
         }
@@ -393,6 +458,57 @@ mod tests {
         assert_ne!(a.frames[fl..], clean.frames[fl..]);
         assert_ne!(a.mel[..6], clean.mel[..6]);
         assert_eq!(a.mel[6..], clean.mel[6..], "audio of row 1 is absent");
+    }
+
+    #[test]
+    fn jpeg_is_the_media_round_trip_on_the_cached_bytes() {
+        let (t, side) = (2, 16);
+        let clean = batch(1, t, side, 2, 3);
+        let mut a = clean.clone();
+        Corruption {
+            kind: CorruptionKind::Jpeg,
+            level: 20.0,
+        }
+        .apply(&mut a, &[0], &NORM, 0)
+        .unwrap();
+        // The same through avfuse-media on the u8 interleaved frames.
+        let plane = side * side;
+        let mut hwc = vec![0u8; t * 3 * plane];
+        for f in 0..t {
+            for c in 0..3 {
+                for p in 0..plane {
+                    let v = clean.frames[(f * 3 + c) * plane + p];
+                    hwc[(f * plane + p) * 3 + c] = ((v + 0.5) * 255.0).round() as u8;
+                }
+            }
+        }
+        augment::jpeg_compress(&mut hwc, t, side, side, 20).unwrap();
+        for f in 0..t {
+            for c in 0..3 {
+                for p in 0..plane {
+                    let want = f32::from(hwc[(f * plane + p) * 3 + c]) / 255.0 - 0.5;
+                    assert_eq!(a.frames[(f * 3 + c) * plane + p], want);
+                }
+            }
+        }
+        assert_ne!(a.frames, clean.frames);
+        assert_eq!(a.mel, clean.mel);
+        // Stronger compression, larger error.
+        let err = |q: f64| {
+            let mut b = clean.clone();
+            Corruption {
+                kind: CorruptionKind::Jpeg,
+                level: q,
+            }
+            .apply(&mut b, &[0], &NORM, 0)
+            .unwrap();
+            b.frames
+                .iter()
+                .zip(&clean.frames)
+                .map(|(x, y)| (x - y).abs())
+                .sum::<f32>()
+        };
+        assert!(err(95.0) < err(10.0), "{} vs {}", err(95.0), err(10.0));
     }
 
     #[test]

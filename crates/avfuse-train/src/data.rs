@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use avfuse_media::augment::AugmentConfig;
 use avfuse_media::cache::{SplitData, read_split};
 use avfuse_models::{AvInput, Modality};
 use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::trainer::derive_seed;
 
 /// Which modalities are fed to the model at evaluation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +118,12 @@ impl Dataset {
                 ix.channels
             )));
         }
+        if ix.image_size == 0 || ix.n_mels == 0 {
+            return Err(bad(format!(
+                "image_size {} and n_mels {} must both be > 0",
+                ix.image_size, ix.n_mels
+            )));
+        }
         if ix.frames == 0 || ix.mel_frames < 1 + ix.frames {
             return Err(bad(format!(
                 "{} mel frames for {} video frames: need at least one mel frame per video frame",
@@ -205,19 +214,20 @@ impl Dataset {
         presence: &[[u8; 2]],
         norm: &Normalizer,
     ) -> HostBatch {
-        self.host_batch_with(indices, presence, norm, InputFill::Present)
+        self.host_batch_with(indices, presence, norm, &BatchOptions::default())
     }
 
-    /// [`Dataset::host_batch`] with a choice of which inputs are filled: with
+    /// [`Dataset::host_batch`] with [`BatchOptions`]: which inputs are filled (with
     /// [`InputFill::Data`] a modality blanked by modality dropout (presence 0, data present)
-    /// keeps its real input, for `coverage: zero_after_encoder` (the encoder runs on it and
-    /// the model zeroes its features).
+    /// keeps its real input, for `coverage: zero_after_encoder`: the encoder runs on it and
+    /// the model zeroes its features), and training-time augmentation, applied to the
+    /// clip's cached u8 frames and dB mel before normalisation.
     pub fn host_batch_with(
         &self,
         indices: &[usize],
         presence: &[[u8; 2]],
         norm: &Normalizer,
-        fill: InputFill,
+        opts: &BatchOptions,
     ) -> HostBatch {
         let l = &self.layout;
         let b = indices.len();
@@ -225,38 +235,29 @@ impl Dataset {
         let used_mel = l.frames * l.mel_frames_per_step;
         let mut frames = vec![0f32; b * frame_len];
         let mut mel = vec![0f32; b * l.n_mels * used_mel];
-        let mut pres = vec![0f32; b * 2];
-        for (k, (&i, p)) in indices.iter().zip(presence).enumerate() {
-            pres[k * 2] = f32::from(p[0]);
-            pres[k * 2 + 1] = f32::from(p[1]);
-            let p = match fill {
-                InputFill::Present => *p,
-                InputFill::Data => self.presence(i),
-            };
-            if p[Modality::Video as usize] != 0 {
-                let src = &self.data.frames[i * frame_len..(i + 1) * frame_len];
-                for (d, &s) in frames[k * frame_len..(k + 1) * frame_len]
-                    .iter_mut()
-                    .zip(src)
-                {
-                    *d = f32::from(s) / 255.0 - 0.5;
+        let mel_len = l.n_mels * used_mel;
+        let pres: Vec<f32> = presence
+            .iter()
+            .flat_map(|p| [f32::from(p[0]), f32::from(p[1])])
+            .collect();
+        // Rows are independent (augmentation draws from the clip's own seed): fill them in
+        // parallel. Chunk sizes are > 0 (`Dataset::load` rejects empty frames and mels).
+        frames
+            .par_chunks_mut(frame_len)
+            .zip(mel.par_chunks_mut(mel_len))
+            .zip(indices.par_iter().zip(presence))
+            .for_each(|((frames, mel), (&i, p))| {
+                let p = match opts.fill {
+                    InputFill::Present => *p,
+                    InputFill::Data => self.presence(i),
+                };
+                if p[Modality::Video as usize] != 0 {
+                    self.fill_frames(i, frames, opts.augment.as_ref());
                 }
-            }
-            if p[Modality::Audio as usize] != 0 {
-                let src =
-                    &self.data.mel[i * l.n_mels * l.mel_frames..(i + 1) * l.n_mels * l.mel_frames];
-                let dst = &mut mel[k * l.n_mels * used_mel..(k + 1) * l.n_mels * used_mel];
-                for band in 0..l.n_mels {
-                    let s = &src[band * l.mel_frames..band * l.mel_frames + used_mel];
-                    for (d, &v) in dst[band * used_mel..(band + 1) * used_mel]
-                        .iter_mut()
-                        .zip(s)
-                    {
-                        *d = (v - norm.mel_mean) / norm.mel_std;
-                    }
+                if p[Modality::Audio as usize] != 0 {
+                    self.fill_mel(i, mel, norm, opts.augment.as_ref());
                 }
-            }
-        }
+            });
         let labels = indices
             .iter()
             .map(|&i| f32::from(self.data.labels[i]))
@@ -271,6 +272,60 @@ impl Dataset {
             image_size: l.image_size,
             n_mels: l.n_mels,
             mel_frames: used_mel,
+        }
+    }
+
+    /// Clip `i`'s frames, augmented if asked, as `u8 / 255 - 0.5` into `out` (`[T, 3, H, W]`).
+    fn fill_frames(&self, i: usize, out: &mut [f32], augment: Option<&Augment>) {
+        let l = &self.layout;
+        let len = out.len();
+        let mut src = &self.data.frames[i * len..(i + 1) * len];
+        let augmented;
+        if let Some(a) = augment {
+            let mut v = src.to_vec();
+            // Cannot fail: the buffer has the dataset's own layout.
+            match a
+                .policy
+                .video_planar(&mut v, l.frames, l.image_size, a.clip_seed(i))
+            {
+                Ok(()) => {
+                    augmented = v;
+                    src = &augmented;
+                }
+                Err(e) => tracing::warn!(clip = i, "video augmentation skipped: {e}"),
+            }
+        }
+        for (d, &s) in out.iter_mut().zip(src) {
+            *d = f32::from(s) / 255.0 - 0.5;
+        }
+    }
+
+    /// Clip `i`'s mel, augmented if asked, cut to the used mel frames and normalised by
+    /// `norm`, into `out` (`[n_mels, T * mel_frames_per_step]`).
+    fn fill_mel(&self, i: usize, out: &mut [f32], norm: &Normalizer, augment: Option<&Augment>) {
+        let l = &self.layout;
+        let used = l.frames * l.mel_frames_per_step;
+        let per = l.n_mels * l.mel_frames;
+        let mut src = &self.data.mel[i * per..(i + 1) * per];
+        let augmented;
+        if let Some(a) = augment {
+            let mut v = src.to_vec();
+            match a
+                .policy
+                .log_mel(&mut v, l.n_mels, l.mel_frames, a.clip_seed(i))
+            {
+                Ok(()) => {
+                    augmented = v;
+                    src = &augmented;
+                }
+                Err(e) => tracing::warn!(clip = i, "mel augmentation skipped: {e}"),
+            }
+        }
+        for band in 0..l.n_mels {
+            let s = &src[band * l.mel_frames..band * l.mel_frames + used];
+            for (d, &v) in out[band * used..(band + 1) * used].iter_mut().zip(s) {
+                *d = (v - norm.mel_mean) / norm.mel_std;
+            }
         }
     }
 
@@ -318,6 +373,41 @@ pub enum InputFill {
     Present,
     /// Every modality the clip has data for, whatever the presence says.
     Data,
+}
+
+/// Training-time augmentation of a batch: the policy and the epoch's seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Augment {
+    /// What to apply (`dataset.augment`).
+    pub policy: AugmentConfig,
+    /// The epoch's augmentation seed; clip `i` draws from [`Augment::clip_seed`]`(i)`, so a
+    /// clip's augmentation depends on the seed and its index, not on the batch it lands in.
+    pub seed: u64,
+}
+
+impl Augment {
+    /// Seed of clip `i` (its index in the split).
+    pub fn clip_seed(&self, i: usize) -> u64 {
+        derive_seed(self.seed, i as u64)
+    }
+}
+
+/// How [`Dataset::host_batch_with`] builds a batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchOptions {
+    /// Which inputs are filled with data.
+    pub fill: InputFill,
+    /// Training-time augmentation (training split only), none by default.
+    pub augment: Option<Augment>,
+}
+
+impl From<InputFill> for BatchOptions {
+    fn from(fill: InputFill) -> Self {
+        Self {
+            fill,
+            augment: None,
+        }
+    }
 }
 
 /// One batch prepared on the host (normalised, absent modalities zeroed), ready to upload.
@@ -373,7 +463,7 @@ impl HostBatch {
 pub const PREFETCH_DEPTH: usize = 2;
 
 /// Host batches for the training loop, in order: exactly what [`Dataset::host_batch_with`]
-/// gives for each `(indices, presence)` of the plan and the chosen [`InputFill`].
+/// gives for each `(indices, presence)` of the plan and the chosen [`BatchOptions`].
 ///
 /// [`Prefetcher::spawn`] prepares them ahead on a background thread through a bounded queue
 /// of [`PREFETCH_DEPTH`] (for GPU training, where the host work overlaps the device's).
@@ -397,7 +487,7 @@ enum Inner {
         ds: std::sync::Arc<Dataset>,
         norm: Normalizer,
         plan: std::sync::Arc<Plan>,
-        fill: InputFill,
+        opts: BatchOptions,
         next: usize,
     },
 }
@@ -409,7 +499,7 @@ impl Prefetcher {
         ds: std::sync::Arc<Dataset>,
         norm: Normalizer,
         plan: Plan,
-        fill: InputFill,
+        opts: BatchOptions,
     ) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<HostBatch>(PREFETCH_DEPTH);
         // Shared, not copied: the inline fallback below needs the plan only if the thread
@@ -417,12 +507,13 @@ impl Prefetcher {
         let plan = std::sync::Arc::new(plan);
         let producer_ds = ds.clone();
         let producer_plan = plan.clone();
+        let producer_opts = opts.clone();
         let handle = std::thread::Builder::new()
             .name("avfuse-prefetch".into())
             .spawn(move || {
                 for (indices, presence) in producer_plan.iter() {
                     if tx
-                        .send(producer_ds.host_batch_with(indices, presence, &norm, fill))
+                        .send(producer_ds.host_batch_with(indices, presence, &norm, &producer_opts))
                         .is_err()
                     {
                         break; // the consumer stopped early
@@ -443,7 +534,7 @@ impl Prefetcher {
                         ds,
                         norm,
                         plan,
-                        fill,
+                        opts,
                         next: 0,
                     },
                 }
@@ -456,14 +547,14 @@ impl Prefetcher {
         ds: std::sync::Arc<Dataset>,
         norm: Normalizer,
         plan: Plan,
-        fill: InputFill,
+        opts: BatchOptions,
     ) -> Self {
         Self {
             inner: Inner::Inline {
                 ds,
                 norm,
                 plan: std::sync::Arc::new(plan),
-                fill,
+                opts,
                 next: 0,
             },
         }
@@ -485,12 +576,12 @@ impl Iterator for Prefetcher {
                 ds,
                 norm,
                 plan,
-                fill,
+                opts,
                 next,
             } => {
                 let (indices, presence) = plan.get(*next)?;
                 *next += 1;
-                Some(ds.host_batch_with(indices, presence, norm, *fill))
+                Some(ds.host_batch_with(indices, presence, norm, opts))
             }
         }
     }

@@ -391,6 +391,7 @@ fn write_plots(
                 plot_robustness(
                     rows,
                     kind.name(),
+                    kind.clean_level(),
                     RobustnessMetric::Auc,
                     &PlotOptions::new(800, 600, title),
                 ),

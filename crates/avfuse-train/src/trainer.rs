@@ -31,7 +31,7 @@ use tracing::{debug, info};
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::config::SchedulerKind;
 use crate::config::{Config, SelectionMetric};
-use crate::data::{Dataset, InputFill, ModalitySet, Prefetcher};
+use crate::data::{Augment, BatchOptions, Dataset, InputFill, ModalitySet, Prefetcher};
 use crate::error::{Result, TrainError};
 use crate::predict::predict;
 use crate::schedule::{
@@ -236,6 +236,9 @@ fn mean_norm((sum, n): (f64, usize)) -> Option<f64> {
 
 /// Mix a seed with a stream id (splitmix64), so each epoch (or each clip of an eval
 /// corruption) gets independent streams.
+/// Seed stream of training-time augmentation (xored into `training.seed`).
+const AUGMENT_STREAM: u64 = 0xA06_3E47;
+
 pub(crate) fn derive_seed(seed: u64, stream: u64) -> u64 {
     let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -488,6 +491,14 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     } else {
         None
     };
+    if let Some(a) = &cfg.dataset.augment {
+        info!(
+            "training-time augmentation on (dataset.augment); audio gets gain and SpecAugment \
+             masks on the cached log-mel, while audio_noise_p = {} and pitch_p = {} need \
+             waveforms and are not applied",
+            a.audio_noise_p, a.pitch_p
+        );
+    }
     while epoch_done < session_end && !stopped_early {
         let epoch = epoch_done + 1;
         let started = Instant::now();
@@ -548,10 +559,18 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             Coverage::None | Coverage::Dummy => InputFill::Present,
         };
         let feature_scale = modality_dropout.rescale_factor(epoch as u64, Modality::ALL.len());
+        // Augmentation draws depend on (seed, epoch, clip) only: a resumed run repeats them.
+        let batch_opts = BatchOptions {
+            fill,
+            augment: cfg.dataset.augment.clone().map(|policy| Augment {
+                policy,
+                seed: derive_seed(t.seed ^ AUGMENT_STREAM, epoch as u64),
+            }),
+        };
         let prefetched = if ad_device.clone().without_autodiff() == Device::flex() {
-            Prefetcher::inline(train_ds.clone(), norm, plan, fill)
+            Prefetcher::inline(train_ds.clone(), norm, plan, batch_opts)
         } else {
-            Prefetcher::spawn(train_ds.clone(), norm, plan, fill)
+            Prefetcher::spawn(train_ds.clone(), norm, plan, batch_opts)
         };
         // Gradient accumulation: batches [g * k, min((g + 1) * k, n_batches)) make one step.
         let k = t.grad_accum_steps;

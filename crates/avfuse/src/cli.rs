@@ -163,8 +163,8 @@ pub struct EvalArgs {
     )]
     pub modalities: String,
     /// Test-time corruptions of the robustness report: `default` (pixel noise 0.05,0.1,0.2;
-    /// blur 1,2,3 px; audio SNR 20,10,0 dB), `none`, or groups like
-    /// `noise:0.1,0.2;blur:2;audio_snr:10,0`.
+    /// blur 1,2,3 px; JPEG quality 75,40,15; audio SNR 20,10,0 dB), `none`, or groups like
+    /// `noise:0.1,0.2;blur:2;jpeg:50;audio_snr:10,0`.
     #[arg(long, default_value = "default", value_name = "GRID")]
     pub corruptions: String,
     /// How clip scores of one video are combined for the video-level metrics.

@@ -231,8 +231,8 @@ fn tiny_quickstart_writes_the_report() {
     // The quickstart's eval: prediction files at both levels, robustness tables, plots.
     let ev: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("eval/eval.json")).unwrap()).unwrap();
-    // 3 clean settings + 9 default corruptions x 2 sets keeping the corrupted modality.
-    assert_eq!(ev["robustness"].as_array().unwrap().len(), 21, "{ev}");
+    // 3 clean settings + 12 default corruptions x 2 sets keeping the corrupted modality.
+    assert_eq!(ev["robustness"].as_array().unwrap().len(), 27, "{ev}");
     assert_eq!(ev["level"], "sample");
     assert_eq!(ev["video_ids"], "clip_id");
     assert!(ev["results"]["both"]["video_level"]["report"]["auc"].is_number());
@@ -248,6 +248,7 @@ fn tiny_quickstart_writes_the_report() {
         "pr.png",
         "robustness_noise.png",
         "robustness_blur.png",
+        "robustness_jpeg.png",
         "robustness_audio_snr.png",
         "training_curves.png",
     ] {
