@@ -195,6 +195,16 @@ pub struct ReadOptions {
     /// times still count from the file's first frame.
     #[serde(default)]
     pub skip_s: f64,
+    /// Ask the decoder not to decode non-reference frames (frames no other frame is
+    /// predicted from: most B-frames of H.264/HEVC) that no sampled frame needs (default
+    /// true). The frames returned are bit-identical either way; this only saves work, the
+    /// more so the sparser the sampling (FFmpeg's `skip_frame = nonref`, set per packet).
+    #[serde(default = "default_true")]
+    pub skip_unneeded: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for ReadOptions {
@@ -207,6 +217,7 @@ impl Default for ReadOptions {
             seek: SeekPolicy::Auto,
             threads: 1,
             skip_s: 0.0,
+            skip_unneeded: true,
         }
     }
 }
@@ -425,6 +436,11 @@ struct VideoReader<'p> {
     tb: ff::Rational,
     eof_sent: bool,
     stats: DecodeStats,
+    /// Sorted, disjoint presentation-time intervals (file clock, seconds) of the frames the
+    /// sampling may use; `None` decodes everything.
+    keep: Option<Vec<(f64, f64)>>,
+    /// Whether the decoder is currently told to skip non-reference frames.
+    skipping: bool,
 }
 
 impl VideoReader<'_> {
@@ -460,6 +476,7 @@ impl VideoReader<'_> {
                     if packet.stream() != self.index {
                         continue;
                     }
+                    self.set_skip(packet.pts().map(|ts| secs(ts, self.tb)));
                     if let Err(e) = self.decoder.send_packet(&packet) {
                         self.stats.corrupt_packets += 1;
                         tracing::debug!(file = %self.path.display(), error = %e, "corrupt video packet skipped");
@@ -481,6 +498,28 @@ impl VideoReader<'_> {
                 }
                 Err(e) => return Err(fferr(self.path, "reading packets", e)),
             }
+        }
+    }
+
+    /// Tells the decoder to skip the next packet's frame if it is a non-reference frame
+    /// whose presentation time `pts` (seconds) lies in no kept interval. Packets without a
+    /// time are always decoded.
+    fn set_skip(&mut self, pts: Option<f64>) {
+        let Some(keep) = &self.keep else {
+            return;
+        };
+        let wanted = pts.is_none_or(|p| {
+            // The first interval ending at or after p is the only one that can hold it.
+            let k = keep.partition_point(|&(_, hi)| hi < p);
+            keep.get(k).is_some_and(|&(lo, _)| lo <= p)
+        });
+        if wanted == self.skipping {
+            self.skipping = !wanted;
+            self.decoder.skip_frame(if wanted {
+                ff::codec::discard::Discard::Default
+            } else {
+                ff::codec::discard::Discard::NonReference
+            });
         }
     }
 
@@ -561,6 +600,33 @@ impl Converter {
     }
 }
 
+/// The presentation-time intervals (file clock, seconds; sorted, merged) of the frames the
+/// selection in [`read_frames`] may use for `indices`: around each target time `t`, the frame
+/// within half a frame of it and the one before (shown at `t` when none is within half a
+/// frame: `[t - 1.5 / fps, t + 0.5 / fps]`), and the last 3 frames of the stream (the
+/// padding rule at the end compares with the last decoded frame).
+fn keep_intervals(info: &MediaInfo, indices: &[usize]) -> Vec<(f64, f64)> {
+    let (fps, start) = (info.fps, info.video_start_s);
+    let mut iv: Vec<(f64, f64)> = indices
+        .iter()
+        .map(|&i| {
+            let t = start + i as f64 / fps;
+            (t - 1.5 / fps, t + 0.5 / fps)
+        })
+        .collect();
+    let tail = start + info.num_frames.saturating_sub(3) as f64 / fps - 0.5 / fps;
+    iv.push((tail, f64::INFINITY));
+    iv.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(iv.len());
+    for (lo, hi) in iv {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+}
+
 fn read_frames(
     path: &Path,
     probe: &Probe,
@@ -593,6 +659,8 @@ fn read_frames(
         tb,
         eof_sent: false,
         stats: DecodeStats::default(),
+        keep: opts.skip_unneeded.then(|| keep_intervals(info, indices)),
+        skipping: false,
     };
     let (_, _, ow, oh) = opts.frame_size.plan(info.width, info.height)?;
     let mut conv = Converter {

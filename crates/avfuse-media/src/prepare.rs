@@ -200,6 +200,7 @@ impl ClipPipeline {
             seek: SeekPolicy::Auto,
             threads: 1,
             skip_s: 0.0,
+            skip_unneeded: true,
         };
         if let Some(t) = opts.trim_leading_silence {
             leading_silence(&[], rate, t)?;

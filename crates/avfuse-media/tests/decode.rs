@@ -119,6 +119,48 @@ fn every_sampling_mode_and_seek_policy_returns_the_right_frames() {
     }
 }
 
+/// Skipping the non-reference frames no sampled frame needs returns bit-identical frames,
+/// and decodes fewer of them on the B-frame fixtures.
+#[test]
+fn skipping_unneeded_non_reference_frames_changes_nothing_but_the_work() {
+    let samplings = [
+        Sampling::Uniform { count: 8 },
+        Sampling::Uniform { count: 50 },
+        Sampling::Random { count: 6, seed: 11 },
+        Sampling::StartAt {
+            start_s: 0.3,
+            count: 5,
+            stride: 4,
+        },
+    ];
+    for name in ALL_VIDEO {
+        let mut saved = 0;
+        for sampling in &samplings {
+            for seek in [SeekPolicy::Auto, SeekPolicy::DecodeThrough] {
+                let run = |skip| {
+                    let opts = ReadOptions {
+                        sampling: sampling.clone(),
+                        seek,
+                        audio_rate: None,
+                        skip_unneeded: skip,
+                        ..ReadOptions::default()
+                    };
+                    decode::read_clip(&fixture(name), &opts).unwrap()
+                };
+                let (on, off) = (run(true), run(false));
+                assert_eq!(on.frames, off.frames, "{name} {sampling:?} {seek:?}");
+                assert_eq!(numbers(&on), sampling.frame_indices(50, 25.0).unwrap());
+                assert!(on.stats.frames_decoded <= off.stats.frames_decoded);
+                saved += off.stats.frames_decoded - on.stats.frames_decoded;
+            }
+        }
+        // H.264 and HEVC fixtures have non-reference B-frames; MPEG-4 has none.
+        if name.starts_with("h264") || name.starts_with("hevc") {
+            assert!(saved > 0, "{name}: no frame skipped");
+        }
+    }
+}
+
 #[test]
 fn seeking_saves_decoding_on_a_late_window() {
     let sampling = Sampling::StartAt {
