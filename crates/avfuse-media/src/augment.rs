@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MediaError;
-use crate::image_ops::{RectF, resize_region};
+use crate::image_ops::{RectF, chw_to_hwc, hwc_to_chw, resize_region};
 
 /// The RNG of this module: ChaCha8 seeded with `seed`.
 pub fn rng(seed: u64) -> ChaCha8Rng {
@@ -569,31 +569,9 @@ impl AugmentConfig {
         seed: u64,
     ) -> Result<(), MediaError> {
         check_frames(frames, t, s, s)?;
-        let plane = s * s;
-        let mut hwc = vec![0u8; frames.len()];
-        for f in 0..t {
-            let (src, dst) = (
-                &frames[f * 3 * plane..(f + 1) * 3 * plane],
-                &mut hwc[f * 3 * plane..(f + 1) * 3 * plane],
-            );
-            for p in 0..plane {
-                for c in 0..3 {
-                    dst[p * 3 + c] = src[c * plane + p];
-                }
-            }
-        }
+        let mut hwc = chw_to_hwc(frames, t, s, s, 3);
         self.video(&mut hwc, t, s, seed)?;
-        for f in 0..t {
-            let (src, dst) = (
-                &hwc[f * 3 * plane..(f + 1) * 3 * plane],
-                &mut frames[f * 3 * plane..(f + 1) * 3 * plane],
-            );
-            for p in 0..plane {
-                for c in 0..3 {
-                    dst[c * plane + p] = src[p * 3 + c];
-                }
-            }
-        }
+        frames.copy_from_slice(&hwc_to_chw(&hwc, t, s, s, 3));
         Ok(())
     }
 
@@ -682,18 +660,7 @@ mod tests {
     fn planar_video_is_the_interleaved_policy_in_planar_layout() {
         let (t, s) = (3, 12);
         let hwc = clip(t, s, s, 9);
-        let plane = s * s;
-        let to_planar = |x: &[u8]| {
-            let mut out = vec![0u8; x.len()];
-            for f in 0..t {
-                for p in 0..plane {
-                    for c in 0..3 {
-                        out[f * 3 * plane + c * plane + p] = x[f * 3 * plane + p * 3 + c];
-                    }
-                }
-            }
-            out
-        };
+        let to_planar = |x: &[u8]| hwc_to_chw(x, t, s, s, 3);
         // Every operation fires, so every code path of the conversion is exercised.
         let policy = AugmentConfig {
             flip_p: 1.0,

@@ -200,9 +200,38 @@ pub fn hwc_to_chw(src: &[u8], t: usize, h: usize, w: usize, c: usize) -> Vec<u8>
     out
 }
 
+/// `[T, C, H, W]` planar to `[T, H, W, C]` interleaved: the inverse of [`hwc_to_chw`].
+pub fn chw_to_hwc(src: &[u8], t: usize, h: usize, w: usize, c: usize) -> Vec<u8> {
+    let mut out = vec![0u8; src.len()];
+    let plane = h * w;
+    for f in 0..t {
+        let s = &src[f * plane * c..(f + 1) * plane * c];
+        let d = &mut out[f * plane * c..(f + 1) * plane * c];
+        for (i, px) in d.chunks_exact_mut(c).enumerate() {
+            for (k, v) in px.iter_mut().enumerate() {
+                *v = s[k * plane + i];
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chw_to_hwc_inverts_hwc_to_chw() {
+        let (t, h, w, c) = (2, 3, 5, 3);
+        let hwc: Vec<u8> = (0..t * h * w * c).map(|i| (i * 11 % 256) as u8).collect();
+        let chw = hwc_to_chw(&hwc, t, h, w, c);
+        // Channel 1 of frame 1, pixel (row 2, col 4), read from both layouts.
+        assert_eq!(
+            chw[(3 + 1) * h * w + 2 * w + 4],
+            hwc[((h + 2) * w + 4) * c + 1]
+        );
+        assert_eq!(chw_to_hwc(&chw, t, h, w, c), hwc);
+    }
 
     #[test]
     fn identity_resize_is_exact() {

@@ -22,6 +22,7 @@
 //!   periodogram; its frame-to-frame fluctuation is not modelled), then back to dB.
 
 use avfuse_media::augment;
+use avfuse_media::image_ops::{chw_to_hwc, hwc_to_chw};
 use avfuse_models::Modality;
 use serde::{Deserialize, Serialize};
 
@@ -268,25 +269,15 @@ pub fn parse_corruptions(s: &str) -> Result<Vec<Corruption>> {
 /// `u8 / 255 - 0.5`) in place: back to u8 (exact for uncorrupted cache data), interleaved,
 /// [`augment::jpeg_compress`] at `quality`, and back.
 fn jpeg_planar(frames: &mut [f32], t: usize, s: usize, quality: u8) -> Result<()> {
-    let plane = s * s;
-    let mut hwc = vec![0u8; frames.len()];
-    for f in 0..t {
-        for c in 0..3 {
-            for p in 0..plane {
-                let v = frames[(f * 3 + c) * plane + p];
-                hwc[(f * plane + p) * 3 + c] = ((v + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
+    let chw: Vec<u8> = frames
+        .iter()
+        .map(|v| ((v + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let mut hwc = chw_to_hwc(&chw, t, s, s, 3);
     augment::jpeg_compress(&mut hwc, t, s, s, quality)
         .map_err(|e| TrainError::Config(format!("corruption jpeg@{quality}: {e}")))?;
-    for f in 0..t {
-        for c in 0..3 {
-            for p in 0..plane {
-                frames[(f * 3 + c) * plane + p] =
-                    f32::from(hwc[(f * plane + p) * 3 + c]) / 255.0 - 0.5;
-            }
-        }
+    for (d, v) in frames.iter_mut().zip(hwc_to_chw(&hwc, t, s, s, 3)) {
+        *d = f32::from(v) / 255.0 - 0.5;
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Datasets in the pre-extracted cache format and the batcher that turns them into model
 //! input.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use avfuse_media::MediaError;
 use avfuse_media::augment::AugmentConfig;
 use avfuse_media::cache::{SplitData, read_split};
 use avfuse_models::{AvInput, Modality};
@@ -279,23 +281,12 @@ impl Dataset {
     fn fill_frames(&self, i: usize, out: &mut [f32], augment: Option<&Augment>) {
         let l = &self.layout;
         let len = out.len();
-        let mut src = &self.data.frames[i * len..(i + 1) * len];
-        let augmented;
-        if let Some(a) = augment {
-            let mut v = src.to_vec();
-            // Cannot fail: the buffer has the dataset's own layout.
-            match a
-                .policy
-                .video_planar(&mut v, l.frames, l.image_size, a.clip_seed(i))
-            {
-                Ok(()) => {
-                    augmented = v;
-                    src = &augmented;
-                }
-                Err(e) => tracing::warn!(clip = i, "video augmentation skipped: {e}"),
-            }
-        }
-        for (d, &s) in out.iter_mut().zip(src) {
+        let src = &self.data.frames[i * len..(i + 1) * len];
+        let src = augmented(src, i, "video", augment, |a, v| {
+            a.policy
+                .video_planar(v, l.frames, l.image_size, a.clip_seed(i))
+        });
+        for (d, &s) in out.iter_mut().zip(src.iter()) {
             *d = f32::from(s) / 255.0 - 0.5;
         }
     }
@@ -306,21 +297,10 @@ impl Dataset {
         let l = &self.layout;
         let used = l.frames * l.mel_frames_per_step;
         let per = l.n_mels * l.mel_frames;
-        let mut src = &self.data.mel[i * per..(i + 1) * per];
-        let augmented;
-        if let Some(a) = augment {
-            let mut v = src.to_vec();
-            match a
-                .policy
-                .log_mel(&mut v, l.n_mels, l.mel_frames, a.clip_seed(i))
-            {
-                Ok(()) => {
-                    augmented = v;
-                    src = &augmented;
-                }
-                Err(e) => tracing::warn!(clip = i, "mel augmentation skipped: {e}"),
-            }
-        }
+        let src = &self.data.mel[i * per..(i + 1) * per];
+        let src = augmented(src, i, "mel", augment, |a, v| {
+            a.policy.log_mel(v, l.n_mels, l.mel_frames, a.clip_seed(i))
+        });
         for band in 0..l.n_mels {
             let s = &src[band * l.mel_frames..band * l.mel_frames + used];
             for (d, &v) in out[band * used..(band + 1) * used].iter_mut().zip(s) {
@@ -373,6 +353,29 @@ pub enum InputFill {
     Present,
     /// Every modality the clip has data for, whatever the presence says.
     Data,
+}
+
+/// Clip `clip`'s cached `src`, or with `augment` a copy changed in place by `apply`. The
+/// buffers have the dataset's own layout, so `apply` cannot fail on their shape; if it fails
+/// anyway, the clip stays unaugmented and a warning names it.
+fn augmented<'a, T: Clone>(
+    src: &'a [T],
+    clip: usize,
+    what: &str,
+    augment: Option<&Augment>,
+    apply: impl FnOnce(&Augment, &mut [T]) -> std::result::Result<(), MediaError>,
+) -> Cow<'a, [T]> {
+    let Some(a) = augment else {
+        return Cow::Borrowed(src);
+    };
+    let mut v = src.to_vec();
+    match apply(a, &mut v) {
+        Ok(()) => Cow::Owned(v),
+        Err(e) => {
+            tracing::warn!(clip, "{what} augmentation skipped: {e}");
+            Cow::Borrowed(src)
+        }
+    }
 }
 
 /// Training-time augmentation of a batch: the policy and the epoch's seed.
