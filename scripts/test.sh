@@ -72,4 +72,11 @@ if [ "$media_ok" = 1 ]; then
   cargo test --workspace --features "$ffmpeg_features" --locked \
     --test decode --test prepare --test cli --test serve_cli --test serve
 fi
+if [ -n "${AVFUSE_TEST_WGPU:-}" ]; then
+  # Opt-in (it compiles Burn a second time with wgpu, ~30 min on 2 cores, which would double
+  # the suite): the CubeCL dropout kernel on a wgpu adapter. Without a GPU that is Mesa's
+  # lavapipe (Debian: mesa-vulkan-drivers), a Vulkan driver on the CPU.
+  echo "== cargo test --features avfuse-nn/wgpu: the CubeCL dropout kernel (AVFUSE_TEST_WGPU)"
+  cargo test --workspace --features avfuse-nn/wgpu --locked --test dropout_cube
+fi
 echo "== all checks passed"

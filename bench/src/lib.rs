@@ -46,6 +46,18 @@ pub fn machine() -> serde_json::Value {
     })
 }
 
+/// The repository root: the source tree this binary was built from, or (for a binary copied
+/// to another machine, e.g. a GPU host, where that path does not exist) the current
+/// directory, which must then be a checkout.
+pub fn repo_root() -> std::path::PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built.join("bench").is_dir() {
+        built
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| ".".into())
+    }
+}
+
 /// Find a Python with torch: `$AVFUSE_TORCH_PYTHON`, else `.venv-torch/bin/python` under the
 /// repository root, else none (the bench then records avfuse figures only and says so).
 pub fn torch_python(repo_root: &Path) -> Option<std::path::PathBuf> {

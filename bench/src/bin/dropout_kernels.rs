@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! cargo run --release -p avfuse-bench --bin dropout_kernels -- [--n 33554432] [--iters 10]
+//! cargo build --release -p avfuse-bench --features cuda --bin dropout_kernels   # GPU build
+//! dropout_kernels --device cuda            # 2^28 elements, f32 and bf16, the CubeCL kernel
 //! ```
 //! Needs `.venv-torch` (see bench/README.md) or `AVFUSE_TORCH_PYTHON` for the PyTorch
-//! columns; without it the torch columns are null and the file says why.
+//! columns; without it the torch columns are null and the file says why. The PyTorch side
+//! (`bench/dropout_kernels/torch_dropout.py`) runs on the same device.
 //!
-//! What is timed (Flex, Burn's CPU backend; all ops are synchronous on it):
+//! What is timed on the CPU (Flex, Burn's CPU backend; all ops are synchronous on it):
 //! - `copy`: `copy_ms` copies into a freshly allocated buffer, as a tensor clone (and
 //!   PyTorch's `clone()`, its reference) does: allocation and first-touch page faults
 //!   included, like every out-of-place op. `copy_prefaulted_ms` copies into a buffer
@@ -22,6 +25,12 @@
 //!   touched, against `copy_prefaulted_ms`: the kernel's own distance to the bandwidth floor.
 //!   On a VM, first-touch page faults of a fresh 128 MiB output cost several times the copy
 //!   itself; they are the same for PyTorch (compare `copy_ms` with `torch_copy_ms`).
+//!
+//! On a GPU (`--device cuda`, or `wgpu` to smoke-test the GPU path on any Vulkan driver):
+//! every timed call ends with `Device::sync`, so the interval covers launch and completion.
+//! `copy_ms` is Burn's element-wise `neg` of the same tensor (one read and one write, the
+//! copy's traffic; Burn's `clone` only shares the buffer), `torch_copy_ms` PyTorch's
+//! `clone()`. There is no host-only kernel time on a GPU (`kernel_prefaulted_ms` is null).
 
 use std::path::PathBuf;
 
@@ -34,15 +43,20 @@ use rayon::prelude::*;
 
 #[derive(Parser)]
 struct Args {
-    /// Elements per tensor (a multiple of 2^21).
-    #[arg(long, default_value_t = 1 << 25)]
-    n: usize,
+    /// Where to run: `cpu` (Flex), `cuda` (needs `--features cuda`) or `wgpu` (needs
+    /// `--features wgpu`; a smoke test of the GPU path, e.g. on lavapipe).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Elements per tensor (a multiple of 2^21). Default 2^25 on the CPU, 2^28 on a GPU.
+    #[arg(long)]
+    n: Option<usize>,
     /// Timed iterations (median reported).
     #[arg(long, default_value_t = 10)]
     iters: usize,
-    /// Result file.
-    #[arg(long, default_value = "bench/results/dropout_kernels.json")]
-    out: PathBuf,
+    /// Result file. Default `bench/results/dropout_kernels.json` on the CPU,
+    /// `bench/results/dropout_kernels_<device>.json` otherwise.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Run only the variants whose name contains this (the result file then holds only those).
     #[arg(long)]
     only: Option<String>,
@@ -51,7 +65,7 @@ struct Args {
     no_torch: bool,
 }
 
-/// The same views as bench/dropout_kernels/torch_cpu.py.
+/// The same views as bench/dropout_kernels/torch_dropout.py.
 fn cases(n: usize) -> Vec<(&'static str, Variant, Vec<usize>)> {
     vec![
         ("dropout", Variant::Dropout, vec![n]),
@@ -98,43 +112,113 @@ fn run<const D: usize>(x: Tensor<D>, v: Variant, seed: u64) -> Tensor<D> {
     }
 }
 
+/// The benchmark's device: Flex, or a GPU whose work is asynchronous (synced per call).
+struct Target {
+    name: &'static str,
+    device: Device,
+    gpu: bool,
+}
+
+impl Target {
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Self {
+                name: "cpu",
+                device: Device::flex(),
+                gpu: false,
+            }),
+            #[cfg(feature = "cuda")]
+            "cuda" => Ok(Self {
+                name: "cuda",
+                device: Device::cuda(0),
+                gpu: true,
+            }),
+            #[cfg(feature = "wgpu")]
+            "wgpu" => Ok(Self {
+                name: "wgpu",
+                device: Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+                gpu: true,
+            }),
+            #[cfg(not(feature = "cuda"))]
+            "cuda" => anyhow::bail!(
+                "--device cuda: this binary was built without it; rebuild with `--features cuda`"
+            ),
+            #[cfg(not(feature = "wgpu"))]
+            "wgpu" => anyhow::bail!(
+                "--device wgpu: this binary was built without it; rebuild with `--features wgpu`"
+            ),
+            other => anyhow::bail!("--device {other:?}: expected cpu, cuda or wgpu"),
+        }
+    }
+
+    /// Wait for the device's queued work (a no-op on Flex, whose ops are synchronous).
+    fn sync(&self) {
+        if self.gpu
+            && let Err(e) = self.device.sync()
+        {
+            panic!("{} device failed while benchmarking: {e:?}", self.name);
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    let target = Target::parse(&args.device)?;
+    let n = args.n.unwrap_or(if target.gpu { 1 << 28 } else { 1 << 25 });
     anyhow::ensure!(
-        args.n % (1 << 21) == 0,
-        "--n must be a multiple of 2^21, got {}",
-        args.n
+        n % (1 << 21) == 0,
+        "--n must be a multiple of 2^21, got {n}"
     );
-    let n = args.n;
-    let device = Device::flex();
-    let ad = Device::flex().autodiff();
+    let out_path = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if target.gpu {
+            format!("bench/results/dropout_kernels_{}.json", target.name)
+        } else {
+            "bench/results/dropout_kernels.json".to_string()
+        })
+    });
+    let device = target.device.clone();
+    let ad = target.device.clone().autodiff();
+    // wgpu has no bf16 (WGSL).
+    let dtypes: &[DType] = if target.name == "wgpu" {
+        &[DType::F32]
+    } else {
+        &[DType::F32, DType::BF16]
+    };
     let mut rows = Vec::new();
     let mut raw_rows = Vec::new();
-    for dtype in [DType::F32, DType::BF16] {
+    for &dtype in dtypes {
         let name = if dtype == DType::F32 { "f32" } else { "bf16" };
         let host: Vec<f32> = (0..n)
             .map(|i| ((i * 2_654_435_761usize) % 1000) as f32 / 500.0 - 1.0)
             .collect();
         let x1 = Tensor::<1>::from_data(TensorData::new(host.clone(), [n]), &device).cast(dtype);
         let g1 = Tensor::<1>::from_data(TensorData::new(host, [n]), &device).cast(dtype);
-        let (copy_ms, prefaulted_ms) = copy_floor(n, dtype);
+        let (copy_ms, prefaulted_ms) = if target.gpu {
+            let ms = median_ms(2, args.iters, || {
+                std::hint::black_box(x1.clone().neg());
+                target.sync();
+            });
+            (ms, ms)
+        } else {
+            copy_floor(n, dtype)
+        };
         eprintln!(
-            "avfuse copy {name}: {copy_ms:.2} ms (into a touched buffer {prefaulted_ms:.2} ms)"
+            "avfuse copy {name}: {copy_ms:.3} ms (into a touched buffer {prefaulted_ms:.3} ms)"
         );
         for (variant, v, dims) in cases(n) {
             if args.only.as_deref().is_some_and(|o| !variant.contains(o)) {
                 continue;
             }
             let (fwd, fb, autodiff) = match dims.len() {
-                1 => time_variant::<1>(&x1, &g1, &ad, v, &dims, args.iters),
-                2 => time_variant::<2>(&x1, &g1, &ad, v, &dims, args.iters),
-                3 => time_variant::<3>(&x1, &g1, &ad, v, &dims, args.iters),
-                4 => time_variant::<4>(&x1, &g1, &ad, v, &dims, args.iters),
-                _ => time_variant::<5>(&x1, &g1, &ad, v, &dims, args.iters),
+                1 => time_variant::<1>(&x1, &g1, &ad, &target, v, &dims, args.iters),
+                2 => time_variant::<2>(&x1, &g1, &ad, &target, v, &dims, args.iters),
+                3 => time_variant::<3>(&x1, &g1, &ad, &target, v, &dims, args.iters),
+                4 => time_variant::<4>(&x1, &g1, &ad, &target, v, &dims, args.iters),
+                _ => time_variant::<5>(&x1, &g1, &ad, &target, v, &dims, args.iters),
             };
-            let raw = raw_kernel_ms(n, dtype, v, &dims, args.iters);
+            let raw = (!target.gpu).then(|| raw_kernel_ms(n, dtype, v, &dims, args.iters));
             eprintln!(
-                "avfuse {variant:22} {name:4} fwd {fwd:8.2} ms  fwd+bwd {fb:8.2} ms  (autodiff graph {autodiff:8.2} ms; kernel into touched memory {raw:6.2} ms)"
+                "avfuse {variant:22} {name:4} fwd {fwd:8.3} ms  fwd+bwd {fb:8.3} ms  (autodiff graph {autodiff:8.3} ms; kernel into touched memory {raw:?} ms)"
             );
             raw_rows.push((variant, name, raw));
             rows.push((variant, name, "fwd", fwd, copy_ms, prefaulted_ms, None));
@@ -151,7 +235,7 @@ fn main() -> Result<()> {
     }
 
     // PyTorch at the same thread count, in the same run.
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = avfuse_bench::repo_root();
     let threads = rayon::current_num_threads();
     let (torch, torch_note) = match (args.no_torch, torch_python(&repo)) {
         (true, _) => (None, "skipped (--no-torch)".to_string()),
@@ -160,8 +244,13 @@ fn main() -> Result<()> {
             "no PyTorch found (.venv-torch or AVFUSE_TORCH_PYTHON)".into(),
         ),
         (false, Some(py)) => {
-            let script = repo.join("bench/dropout_kernels/torch_cpu.py");
-            let a = [n.to_string(), threads.to_string(), args.iters.to_string()];
+            let script = repo.join("bench/dropout_kernels/torch_dropout.py");
+            let a = [
+                n.to_string(),
+                threads.to_string(),
+                args.iters.to_string(),
+                target.name.to_string(),
+            ];
             match run_python_json(&py, &script, &a) {
                 Ok(v) => (Some(v), "ok".into()),
                 Err(e) => (None, format!("PyTorch reference failed: {e:#}")),
@@ -185,7 +274,7 @@ fn main() -> Result<()> {
                 raw_rows
                     .iter()
                     .find(|r| r.0 == variant && r.1 == dtype)
-                    .map(|r| r.2)
+                    .and_then(|r| r.2)
             })
             .flatten();
         out_rows.push(serde_json::json!({
@@ -195,8 +284,8 @@ fn main() -> Result<()> {
             "avfuse_ms": round(ms),
             "copy_ms": round(copy_ms),
             "ratio_to_copy": round(ms / (copies * copy_ms)),
-            "copy_prefaulted_ms": round(prefaulted_ms),
-            "ratio_to_prefaulted_copy": round(ms / (copies * prefaulted_ms)),
+            "copy_prefaulted_ms": (!target.gpu).then(|| round(prefaulted_ms)),
+            "ratio_to_prefaulted_copy": (!target.gpu).then(|| round(ms / (copies * prefaulted_ms))),
             "torch_ms": t.map(|(m, _)| round(m)),
             "torch_copy_ms": t.map(|(_, c)| round(c)),
             "torch_ratio_to_copy": t.map(|(m, c)| round(m / (copies * c))),
@@ -208,7 +297,8 @@ fn main() -> Result<()> {
     }
     let result = serde_json::json!({
         "benchmark": "dropout_kernels",
-        "device": "cpu",
+        "device": target.name,
+        "gpu": torch.as_ref().and_then(|t| t.get("gpu").cloned()),
         "elements": n,
         "p": 0.5,
         "iters": args.iters,
@@ -216,11 +306,15 @@ fn main() -> Result<()> {
         "machine": machine(),
         "torch": torch.as_ref().map(|t| t["torch"].clone()),
         "torch_status": torch_note,
-        "notes": "ratio_to_copy: fwd / copy_ms, fwd+bwd / (2 * copy_ms), copy_ms being a copy into fresh memory like torch clone(); torch_ratio_to_copy uses torch's own clone() time. GPU rows: not measured (no GPU in this run).",
+        "notes": if target.gpu {
+            "ratio_to_copy: fwd / copy_ms, fwd+bwd / (2 * copy_ms), copy_ms being Burn's element-wise neg of the same tensor (one read, one write), every call synced; torch_ratio_to_copy uses torch's own clone() time."
+        } else {
+            "ratio_to_copy: fwd / copy_ms, fwd+bwd / (2 * copy_ms), copy_ms being a copy into fresh memory like torch clone(); torch_ratio_to_copy uses torch's own clone() time. GPU rows: see dropout_kernels_cuda.json when measured (--device cuda)."
+        },
         "rows": out_rows,
     });
-    write_json(&args.out, &result)?;
-    eprintln!("wrote {}", args.out.display());
+    write_json(&out_path, &result)?;
+    eprintln!("wrote {}", out_path.display());
     Ok(())
 }
 
@@ -272,6 +366,7 @@ fn time_variant<const D: usize>(
     x1: &Tensor<1>,
     g1: &Tensor<1>,
     ad: &Device,
+    target: &Target,
     v: Variant,
     dims: &[usize],
     iters: usize,
@@ -283,6 +378,7 @@ fn time_variant<const D: usize>(
     let fwd = median_ms(2, iters, || {
         seed += 1;
         std::hint::black_box(run(x.clone(), v, seed));
+        target.sync();
     });
     // The backward kernel is the forward kernel's backward params on g: time the pair.
     let fb = median_ms(2, iters, || {
@@ -293,6 +389,7 @@ fn time_variant<const D: usize>(
             .backward();
         let dx = avfuse_nn::dropout::ext::masked_affine(g.clone(), op);
         std::hint::black_box((y, dx));
+        target.sync();
     });
     // Through Burn's autodiff graph.
     let xa = Tensor::<D>::from_data(x.to_data(), ad).require_grad();
@@ -301,6 +398,7 @@ fn time_variant<const D: usize>(
         let y = run(xa.clone(), v, seed);
         let grads = y.backward();
         std::hint::black_box(xa.grad(&grads));
+        target.sync();
     });
     (fwd, fb, autodiff)
 }

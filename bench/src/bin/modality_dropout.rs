@@ -309,7 +309,7 @@ fn main() -> Result<()> {
         rows.push((s, ms, peak, step_peak));
     }
 
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = avfuse_bench::repo_root();
     let reference = repo.join("../shared/bench/torch_reference.py");
     let (torch, note) = if args.no_torch {
         (None, "skipped (--no-torch)".to_string())

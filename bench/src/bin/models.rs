@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         .map(|s| parse_shape(s))
         .collect::<Result<Vec<_>>>()?;
 
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = avfuse_bench::repo_root();
     let (torch, torch_status) = if args.no_torch {
         (None, "skipped (--no-torch)".to_string())
     } else if let Some(py) = torch_python(&repo) {

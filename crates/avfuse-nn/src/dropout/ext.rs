@@ -6,10 +6,14 @@
 //! re-runs the kernel on the incoming gradient with the same seed
 //! (`dx = keep ? kept_scale * dy : 0`).
 //!
-//! Devices without a native kernel (CUDA today: the CubeCL kernel is future work, see the
-//! crate README) take [`masked_affine`]'s portable path: the same mask, computed on the host
-//! from the same hash and uploaded as a `[outer, 1, inner]` tensor, then ordinary tensor ops
-//! (differentiated by Autodiff like any other op).
+//! Under the `cube` feature (turned on by `cuda` or `wgpu`), CubeCL devices run the CubeCL
+//! kernel of [`super::cube`] (through Burn's Fusion wrapper, as an opaque custom operation),
+//! with the same Autodiff backward.
+//!
+//! Everything else (f64 tensors on a CubeCL device, tensors of `2^32` elements or more on
+//! one, other backends) takes [`masked_affine`]'s portable path: the same mask, computed on
+//! the host from the same hash and uploaded as a `[outer, 1, inner]` tensor, then ordinary
+//! tensor ops (differentiated by Autodiff like any other op).
 
 use burn::backend::{Backend, Dispatch, Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{DType, Tensor, TensorData};
@@ -24,10 +28,16 @@ use burn_flex::FlexTensor;
 use super::kernel::{self, MaskedAffine};
 
 /// The dropout family's one kernel, supplied by a backend (see [`super::kernel`]).
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "cube"),
+    Fusion: cfg(feature = "cube"),
+    Autodiff
+)]
 pub trait MaskedAffineOps: Backend {
     /// `y = keep(mask_index(i)) ? kept_scale * x + kept_bias : dropped_value`, same shape
     /// and dtype as `x`.
+    #[fusion(dtype = x, shape = x)]
     fn masked_affine(x: FloatTensor<Self>, op: MaskedAffine) -> FloatTensor<Self>;
 }
 
@@ -115,12 +125,19 @@ impl<B: Backend + MaskedAffineOps, C: CheckpointStrategy> MaskedAffineOps for Au
     }
 }
 
-/// Whether `device` runs on Flex (with or without autodiff), i.e. has the native kernel.
-fn has_native_kernel(device: &burn::tensor::Device) -> bool {
-    matches!(
-        device.clone().without_autodiff().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
+/// Whether a tensor on `device` with this dtype runs a native kernel (Flex: always; a CubeCL
+/// device under the `cube` feature: see [`super::cube::supports`]).
+fn has_native_kernel(device: &burn::tensor::Device, dtype: DType, op: &MaskedAffine) -> bool {
+    match device.clone().without_autodiff().as_dispatch() {
+        burn::backend::DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "cube")]
+        burn::backend::DispatchDevice::Cube(_) => super::cube::supports(dtype, op),
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = (dtype, op);
+            false
+        }
+    }
 }
 
 /// Apply the kernel to a tensor of any rank on any device. `op.layout.numel()` must equal
@@ -130,7 +147,7 @@ pub fn masked_affine<const D: usize>(x: Tensor<D>, op: MaskedAffine) -> Tensor<D
     if op.layout.numel() == 0 {
         return x;
     }
-    if has_native_kernel(&x.device()) {
+    if has_native_kernel(&x.device(), x.dtype(), &op) {
         return Tensor::from_dispatch(<Dispatch as MaskedAffineOps>::masked_affine(
             x.into_dispatch(),
             op,

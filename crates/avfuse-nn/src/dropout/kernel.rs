@@ -146,14 +146,14 @@ fn lowbias32(mut x: u32) -> u32 {
 
 /// Per-seed keys of the hash.
 #[derive(Clone, Copy)]
-struct Keys {
+pub(crate) struct Keys {
     k0: u32,
-    k1: u32,
+    pub(crate) k1: u32,
 }
 
 impl Keys {
     #[inline(always)]
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         // splitmix64 spreads a small or structured seed over both keys.
         let z = crate::hash::splitmix64(seed);
         Self {
@@ -164,7 +164,7 @@ impl Keys {
 
     /// Key of the block of 2^32 indices sharing the high word `hi`.
     #[inline(always)]
-    fn block(&self, hi: u32) -> u32 {
+    pub(crate) fn block(&self, hi: u32) -> u32 {
         if hi == 0 {
             self.k0
         } else {

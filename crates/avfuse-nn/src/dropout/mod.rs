@@ -24,6 +24,8 @@
 //! process-wide stream ([`manual_seed`], [`next_seed`]), so a seeded program gets the same
 //! masks run to run; the `*_with_seed` functions take an explicit seed.
 
+#[cfg(feature = "cube")]
+mod cube;
 pub mod ext;
 mod functional;
 pub mod kernel;

@@ -1,24 +1,33 @@
-"""PyTorch CPU side of `bench/dropout_kernels`: the same variants, shapes, dtypes and thread
+"""PyTorch side of `bench/dropout_kernels`: the same variants, shapes, dtypes and thread
 count as the Rust side, timed the same way (median of N runs after warm-up).
 
-Usage: python torch_cpu.py N_ELEMENTS THREADS ITERS  -> JSON on stdout.
-Timing note: CPU ops are synchronous, so perf_counter around the call is the op's time.
+Usage: python torch_dropout.py N_ELEMENTS THREADS ITERS [cpu|cuda]  -> JSON on stdout.
+Timing note: CPU ops are synchronous, so perf_counter around the call is the op's time; on
+CUDA every timed call ends with torch.cuda.synchronize() (the Rust side syncs the device
+the same way), so launch and completion are both inside the interval.
 """
 import json, statistics, sys, time
 import torch
 import torch.nn.functional as F
 
 n, threads, iters = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+dev = sys.argv[4] if len(sys.argv) > 4 else "cpu"
 torch.set_num_threads(threads)
 torch.manual_seed(0)
+
+
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
 
 
 def med(fn, warm=2):
     for _ in range(warm):
         fn()
+    sync()
     ts = []
     for _ in range(iters):
-        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1e3)
+        t = time.perf_counter(); fn(); sync(); ts.append((time.perf_counter() - t) * 1e3)
     return statistics.median(ts)
 
 
@@ -59,11 +68,13 @@ fns = {
     "locked_dropout": lambda x: locked(x, 0.5),
 }
 
-out = {"torch": torch.__version__, "threads": threads, "n": n, "rows": []}
+out = {"torch": torch.__version__, "threads": threads, "n": n, "device": dev, "rows": []}
+if dev == "cuda":
+    out["gpu"] = torch.cuda.get_device_name(0)
 for dt, name in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
-    base = torch.randn(n, dtype=dt)
+    base = torch.randn(n, dtype=dt, device=dev)
     copy_ms = med(lambda: base.clone())
-    g = torch.randn(n, dtype=dt)
+    g = torch.randn(n, dtype=dt, device=dev)
     for variant, shape in shapes(n).items():
         x = base.view(shape)
         fwd = med(lambda: fns[variant](x))
@@ -77,5 +88,9 @@ for dt, name in ((torch.float32, "f32"), (torch.bfloat16, "bf16")):
         fb_ms = med(fb)
         out["rows"].append({"variant": variant, "dtype": name, "pass": "fwd", "ms": fwd, "copy_ms": copy_ms})
         out["rows"].append({"variant": variant, "dtype": name, "pass": "fwd+bwd", "ms": fb_ms, "copy_ms": copy_ms})
+        del xg, gv
         print(f"torch {variant:22} {name:4} fwd {fwd:8.2f} ms  fwd+bwd {fb_ms:8.2f} ms  copy {copy_ms:.2f}", file=sys.stderr, flush=True)
+    del base, g
+    if dev == "cuda":
+        torch.cuda.empty_cache()
 print(json.dumps(out))
