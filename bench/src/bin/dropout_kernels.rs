@@ -195,8 +195,11 @@ fn main() -> Result<()> {
         let g1 = Tensor::<1>::from_data(TensorData::new(host, [n]), &device).cast(dtype);
         let (copy_ms, prefaulted_ms) = if target.gpu {
             let ms = median_ms(2, args.iters, || {
-                std::hint::black_box(x1.clone().neg());
+                // Keep the output alive through the sync: Fusion may skip work whose
+                // result was already dropped.
+                let y = x1.clone().neg();
                 target.sync();
+                std::hint::black_box(y);
             });
             (ms, ms)
         } else {
@@ -377,8 +380,9 @@ fn time_variant<const D: usize>(
     let mut seed = 0u64;
     let fwd = median_ms(2, iters, || {
         seed += 1;
-        std::hint::black_box(run(x.clone(), v, seed));
+        let y = run(x.clone(), v, seed);
         target.sync();
+        std::hint::black_box(y);
     });
     // The backward kernel is the forward kernel's backward params on g: time the pair.
     let fb = median_ms(2, iters, || {
@@ -388,8 +392,8 @@ fn time_variant<const D: usize>(
             .params(0.5, v.layout(&g.dims()).expect("valid"), seed)
             .backward();
         let dx = avfuse_nn::dropout::ext::masked_affine(g.clone(), op);
-        std::hint::black_box((y, dx));
         target.sync();
+        std::hint::black_box((y, dx));
     });
     // Through Burn's autodiff graph.
     let xa = Tensor::<D>::from_data(x.to_data(), ad).require_grad();
@@ -397,8 +401,9 @@ fn time_variant<const D: usize>(
         seed += 1;
         let y = run(xa.clone(), v, seed);
         let grads = y.backward();
-        std::hint::black_box(xa.grad(&grads));
+        let dx = xa.grad(&grads);
         target.sync();
+        std::hint::black_box(dx);
     });
     (fwd, fb, autodiff)
 }
