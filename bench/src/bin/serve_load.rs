@@ -219,7 +219,15 @@ fn main() -> Result<()> {
             spec.audio_channels = d.model.audio.channels.clone();
             spec.embed_dim = d.model.video.embed_dim;
             spec.fusion_dim = d.fusion.dim;
-            spec.head_hidden = d.model.head.hidden;
+            // bench/serve/torch_server.py mirrors a head with one hidden layer.
+            let [hidden] = d.model.head.hidden[..] else {
+                anyhow::bail!(
+                    "the serving bench mirrors a one-hidden-layer head; the default \
+                     model.head.hidden is {:?}",
+                    d.model.head.hidden
+                );
+            };
+            spec.head_hidden = hidden;
             spec.build()?.save(&out)?;
             println!(
                 "{}",

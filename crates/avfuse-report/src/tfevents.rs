@@ -12,7 +12,8 @@
 //! wire format used here is three varints, a double, a float and nested length-delimited
 //! messages. Field numbers (tensorflow/core/util/event.proto, summary.proto):
 //! `Event { double wall_time = 1; int64 step = 2; string file_version = 3;
-//! Summary summary = 5; SourceMetadata source_metadata = 10 }`,
+//! Summary summary = 5; SessionLog session_log = 7; SourceMetadata source_metadata = 10 }`,
+//! `SessionLog { SessionStatus status = 1 }` (`START = 1`),
 //! `SourceMetadata { string writer = 1 }`, `Summary { repeated Value value = 1 }`,
 //! `Summary.Value { string tag = 1; float simple_value = 2 }`. Fields equal to their proto3
 //! default (step 0) are omitted, as protobuf does, so the bytes match PyTorch's.
@@ -56,6 +57,10 @@ pub struct Event {
     pub source_writer: Option<String>,
     /// The summary's `simple_value` scalars (empty for non-summary events).
     pub scalars: Vec<ScalarValue>,
+    /// `session_log { status: START }`: a restart at `step`. TensorBoard then hides the
+    /// events at `step` and later from the files before this one (PyTorch's
+    /// `SummaryWriter(purge_step=...)` writes the same event).
+    pub session_start: bool,
 }
 
 fn masked_crc(bytes: &[u8]) -> u32 {
@@ -109,6 +114,10 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
             put_bytes(&mut summary, 1, &value);
         }
         put_bytes(&mut out, 5, &summary);
+    }
+    if e.session_start {
+        // SessionLog { status: START (1) }.
+        put_bytes(&mut out, 7, &[0x08, 0x01]);
     }
     if let Some(w) = &e.source_writer {
         let mut meta = Vec::new();
@@ -203,6 +212,7 @@ fn decode_event(data: &[u8]) -> std::result::Result<Event, String> {
         file_version: None,
         source_writer: None,
         scalars: Vec::new(),
+        session_start: false,
     };
     let mut w = Wire::new(data);
     while let Some((field, value)) = w.next_field()? {
@@ -230,6 +240,14 @@ fn decode_event(data: &[u8]) -> std::result::Result<Event, String> {
                                 value,
                             });
                         }
+                    }
+                }
+            }
+            (7, Field::Bytes(b)) => {
+                let mut log = Wire::new(b);
+                while let Some((f, v)) = log.next_field()? {
+                    if let (1, Field::Varint(status)) = (f, v) {
+                        e.session_start = status == 1;
                     }
                 }
             }
@@ -363,9 +381,32 @@ impl EventWriter {
             file_version: Some(FILE_VERSION.into()),
             source_writer: Some(WRITER_NAME.into()),
             scalars: Vec::new(),
+            session_start: false,
         })?;
         w.flush()?;
         tracing::debug!(path = %w.path.display(), "TensorBoard event file created");
+        Ok(w)
+    }
+
+    /// [`create`](Self::create) for a run that restarts at `purge_step` (a resume from a
+    /// checkpoint): the new file also records a session start at `purge_step`, so
+    /// TensorBoard hides the events at `purge_step` and later that the earlier files of the
+    /// log directory hold (logged after the checkpoint, before the interruption, and logged
+    /// again by the resumed run).
+    ///
+    /// # Errors
+    /// [`ReportError::Io`].
+    pub fn create_resumed(logdir: &Path, purge_step: i64) -> Result<Self> {
+        let mut w = Self::create(logdir)?;
+        w.write_event(&Event {
+            wall_time: now_seconds(),
+            step: purge_step,
+            file_version: None,
+            source_writer: None,
+            scalars: Vec::new(),
+            session_start: true,
+        })?;
+        w.flush()?;
         Ok(w)
     }
 
@@ -413,6 +454,7 @@ impl EventWriter {
                 tag: tag.to_string(),
                 value,
             }],
+            session_start: false,
         })
     }
 

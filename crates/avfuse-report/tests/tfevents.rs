@@ -126,6 +126,7 @@ fn round_trip_edge_values() {
                 tag: "neg/step".into(),
                 value: f32::NAN,
             }],
+            session_start: false,
         },
         Event {
             wall_time: 0.0,
@@ -142,6 +143,7 @@ fn round_trip_edge_values() {
                     value: 0.0,
                 },
             ],
+            session_start: false,
         },
     ];
     let mut bytes = Vec::new();
@@ -199,4 +201,39 @@ fn two_writers_in_one_directory_get_distinct_files() {
     assert_ne!(a.path(), b.path());
     drop((a, b));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+/// A session start (what `SummaryWriter(purge_step=7)` writes) encodes as TensorBoard's
+/// protobuf does: the bytes below are `Event(wall_time=1.5, step=7,
+/// session_log=SessionLog(status=SessionLog.START)).SerializeToString()` from
+/// tensorboard 2.21's `event_pb2`.
+#[test]
+fn session_start_matches_tensorboards_encoding() {
+    let e = Event {
+        wall_time: 1.5,
+        step: 7,
+        file_version: None,
+        source_writer: None,
+        scalars: Vec::new(),
+        session_start: true,
+    };
+    let bytes = encode_event(&e);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "09000000000000f83f10073a020801");
+    let back = parse_events(&frame_record(&bytes)).unwrap();
+    assert_eq!(back, vec![e]);
+}
+
+/// `create_resumed` writes the header, then the session start at the purge step.
+#[test]
+fn resumed_writer_records_the_purge_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = EventWriter::create_resumed(dir.path(), 301).unwrap();
+    w.add_scalar("train/loss", 0.5, 302).unwrap();
+    w.flush().unwrap();
+    let events = read_events(w.path()).unwrap();
+    assert_eq!(events.len(), 3);
+    assert!(events[0].file_version.is_some() && !events[0].session_start);
+    assert!(events[1].session_start && events[1].step == 301);
+    assert!(!events[2].session_start && events[2].step == 302);
 }

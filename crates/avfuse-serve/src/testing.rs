@@ -83,7 +83,7 @@ impl RandomCheckpoint {
         c.model.audio.embed_dim = self.embed_dim;
         c.model.audio.enabled = self.audio;
         c.fusion.dim = self.fusion_dim;
-        c.model.head.hidden = self.head_hidden;
+        c.model.head.hidden = vec![self.head_hidden];
         c
     }
 

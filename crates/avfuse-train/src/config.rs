@@ -248,16 +248,51 @@ impl Default for TemporalConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HeadConfig {
-    /// Hidden width of the MLP head.
-    pub hidden: usize,
+    /// Widths of the MLP head's hidden layers, in order: `hidden: 64` (one layer),
+    /// `hidden: [256, 64]` (two), `hidden: []` (a single linear layer). Each >= 1.
+    #[serde(deserialize_with = "one_or_many_widths")]
+    pub hidden: Vec<usize>,
     /// Dropout before each head layer, in [0, 1).
     pub dropout: f64,
+}
+
+/// `model.head.hidden`: one width (an integer, the form configs and checkpoints written
+/// before lists were accepted use) or a list of widths.
+fn one_or_many_widths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    struct Widths;
+    impl<'de> serde::de::Visitor<'de> for Widths {
+        type Value = Vec<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a hidden width (an integer) or a list of widths, e.g. 64 or [256, 64]")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Vec<usize>, E> {
+            usize::try_from(v)
+                .map(|v| vec![v])
+                .map_err(|_| E::custom(format!("hidden width {v} is too large")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Vec<usize>, E> {
+            u64::try_from(v)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                .and_then(|v| self.visit_u64(v))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<usize>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(w) = seq.next_element::<usize>()? {
+                out.push(w);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Widths)
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
         Self {
-            hidden: 64,
+            hidden: vec![64],
             dropout: 0.2,
         }
     }
@@ -1033,7 +1068,7 @@ impl Config {
         .with_enable_video(m.video.enabled)
         .with_enable_audio(m.audio.enabled)
         .with_fusion_dim(self.fusion.dim)
-        .with_head_hidden(vec![m.head.hidden])
+        .with_head_hidden(m.head.hidden.clone())
         .with_head_dropout(m.head.dropout)
         .with_video_backbone(m.video.backbone)
         .with_video_base_channels(m.video.base_channels)
@@ -1268,6 +1303,36 @@ mod tests {
         // ...and one created by --set is refused by the schema, naming the key.
         let e = load_str("", &["training.lr.x=1"]).unwrap_err().to_string();
         assert!(e.contains("training.lr: invalid type: map"), "{e}");
+    }
+
+    #[test]
+    fn head_hidden_takes_one_width_or_a_list() {
+        let hidden = |sets: &[&str]| load_str("", sets).map(|c| c.model.head.hidden);
+        assert_eq!(hidden(&[]).unwrap(), vec![64]);
+        assert_eq!(hidden(&["model.head.hidden=32"]).unwrap(), vec![32]);
+        assert_eq!(
+            hidden(&["model.head.hidden=[128, 32]"]).unwrap(),
+            vec![128, 32]
+        );
+        assert_eq!(
+            hidden(&["model.head.hidden=[]"]).unwrap(),
+            Vec::<usize>::new()
+        );
+        let c = load_str("", &["model.head.hidden=[128, 32]"]).unwrap();
+        assert_eq!(c.model_config().head_hidden, vec![128, 32]);
+        for bad in ["-3", "wide", "[64, -1]"] {
+            let e = hidden(&[&format!("model.head.hidden={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("model.head.hidden"), "{bad}: {e}");
+        }
+        let e = hidden(&["model.head.hidden=[64, 0]"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.head.hidden") && e.contains("must be >= 1"),
+            "{e}"
+        );
     }
 
     #[test]

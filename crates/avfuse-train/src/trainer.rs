@@ -485,7 +485,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     .and_then(|p| p.with_max_dropped(md.max_dropped))
     .map_err(|e| TrainError::Config(format!("fusion.modality_dropout: {e}")))?;
     let mut tb = if cfg.logging.tensorboard {
-        let w = EventWriter::create(&opts.out_dir.join(files::TENSORBOARD))?;
+        let logdir = opts.out_dir.join(files::TENSORBOARD);
+        // A resumed run gets its own event file, which marks a restart after the checkpoint's
+        // last step: TensorBoard then hides what the interrupted run logged later (which
+        // this run logs again). Steps of `train/*` scalars are 1-based (the step count after
+        // the update), so the checkpoint's own last step stays visible.
+        let w = if resumed.is_some() {
+            EventWriter::create_resumed(&logdir, step as i64 + 1)?
+        } else {
+            EventWriter::create(&logdir)?
+        };
         info!(path = %w.path().display(), "TensorBoard event file");
         Some(w)
     } else {

@@ -138,6 +138,31 @@ fn resumed_run_continues_exactly() {
         "resumed weights differ from the uninterrupted run"
     );
     assert!(!b.optimizer.is_empty());
+    // TensorBoard: the resumed run wrote its own event file, which starts with a session
+    // start just after the checkpoint's last step (TensorBoard hides later events of the
+    // interrupted run's file), and logs every later step.
+    let mut tb: Vec<_> = std::fs::read_dir(split.join(files::TENSORBOARD))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    tb.sort();
+    assert_eq!(tb.len(), 2, "{tb:?}");
+    let later: Vec<_> = tb
+        .iter()
+        .map(|p| avfuse_report::read_events(p).unwrap())
+        .find(|ev| ev.iter().any(|e| e.session_start))
+        .expect("one file marks the restart");
+    let restart = later.iter().find(|e| e.session_start).unwrap();
+    assert_eq!(restart.step, first.steps as i64 + 1);
+    let loss_steps: Vec<i64> = later
+        .iter()
+        .filter(|e| e.scalars.iter().any(|s| s.tag == "train/loss"))
+        .map(|e| e.step)
+        .collect();
+    assert!(
+        !loss_steps.is_empty() && loss_steps.iter().all(|&s| s > first.steps as i64),
+        "{loss_steps:?}"
+    );
     assert_eq!(
         metrics_without_timing(&full),
         metrics_without_timing(&split)
