@@ -577,7 +577,8 @@ impl AvModel {
 
     /// Visit the parameters of one modality's branch, its encoder then its temporal encoder
     /// (nothing when the branch is disabled). The fusion's per-modality projections
-    /// (`attention`, `cross_modal`) are fusion parameters and not visited.
+    /// (`attention`, `cross_modal`) are fusion parameters and not visited (see
+    /// [`visit_modality_params`](Self::visit_modality_params)).
     pub fn visit_encoder<V: burn::module::ModuleVisitor>(&self, m: Modality, visitor: &mut V) {
         match m {
             Modality::Video => {
@@ -591,6 +592,32 @@ impl AvModel {
                 self.audio_resnet.visit(visitor);
                 self.audio_temporal.visit(visitor);
             }
+        }
+    }
+
+    /// Visit every parameter that only modality `m` feeds: its branch
+    /// ([`visit_encoder`](Self::visit_encoder)) and the fusion's projection of it
+    /// (`attention`, `cross_modal`). When `m` is absent from a whole batch these all get
+    /// zero gradients; they are what `inactive_update: skip` leaves untouched. Shared
+    /// parameters (the concat sync stream, the attention scorer and its per-modality bias
+    /// vector, cross-attention layers, the head) are not visited.
+    pub fn visit_modality_params<V: burn::module::ModuleVisitor>(
+        &self,
+        m: Modality,
+        visitor: &mut V,
+    ) {
+        self.visit_encoder(m, visitor);
+        // The fusion sees the enabled branches in `Modality::ALL` order.
+        let index = match m {
+            Modality::Video => 0,
+            Modality::Audio => usize::from(self.video_enabled()),
+        };
+        let enabled = match m {
+            Modality::Video => self.video_enabled(),
+            Modality::Audio => self.audio_enabled(),
+        };
+        if enabled && let Some(f) = &self.fusion {
+            f.visit_modality_projection(index, visitor);
         }
     }
 

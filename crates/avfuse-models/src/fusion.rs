@@ -764,6 +764,25 @@ pub enum Fusion {
 }
 
 impl Fusion {
+    /// Visit the parameters that only the modality at `index` (its position in the
+    /// features) feeds: its projection `W_index` under `attention` and `cross_modal`;
+    /// nothing under `concat`. Shared parameters (scorer, the per-modality bias vector,
+    /// cross-attention layers) are not visited. Out-of-range indices visit nothing.
+    pub fn visit_modality_projection<V: burn::module::ModuleVisitor>(
+        &self,
+        index: usize,
+        visitor: &mut V,
+    ) {
+        let proj = match self {
+            Fusion::Concat(_) => None,
+            Fusion::Attention(f) => f.proj.get(index),
+            Fusion::CrossModal(f) => f.proj.get(index),
+        };
+        if let Some(p) = proj {
+            p.visit(visitor);
+        }
+    }
+
     /// Width of the fused output.
     pub fn output_dim(&self) -> usize {
         match self {

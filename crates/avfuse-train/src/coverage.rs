@@ -112,12 +112,14 @@ impl ModuleVisitor for RemoveGrads<'_> {
     }
 }
 
-/// `inactive_update: skip`: drop the gradient entries of the `inactive` encoders, so the
-/// optimiser step leaves their parameters and their AdamW moments untouched (no weight
-/// decay, no moment decay) even where [`Coverage`] put them in the graph.
+/// `inactive_update: skip`: drop the gradient entries of every parameter only the
+/// `inactive` modalities feed (their encoders and their fusion projections,
+/// [`AvModel::visit_modality_params`]), so the optimiser step leaves those parameters and
+/// their AdamW moments untouched (no weight decay, no moment decay) even where
+/// [`Coverage`] put them in the graph.
 pub fn remove_encoder_grads(model: &AvModel, inactive: &[Modality], grads: &mut GradientsParams) {
     for &m in inactive {
-        model.visit_encoder(m, &mut RemoveGrads(grads));
+        model.visit_modality_params(m, &mut RemoveGrads(grads));
     }
 }
 

@@ -246,15 +246,23 @@ impl ModuleVisitor for Trainable {
 
 /// Trainable tensors of the video encoder. (Its BatchNorm running statistics do move: the
 /// encoder still runs on the zeroed frames until masked BatchNorm is wired into the model.)
+/// The weights only video feeds: its encoder and (attention, cross_modal) its fusion
+/// projection.
+fn video_weights(model: &avfuse_models::AvModel) -> Vec<Vec<f32>> {
+    let mut c = Trainable(Vec::new());
+    model.visit_modality_params(avfuse_models::Modality::Video, &mut c);
+    c.0
+}
+
 fn video_encoder_weights(model: &avfuse_models::AvModel) -> Vec<Vec<f32>> {
     let mut c = Trainable(Vec::new());
     model.visit_encoder(avfuse_models::Modality::Video, &mut c);
     c.0
 }
 
-/// Design 2.4: a modality absent from a whole batch keeps its encoder untouched under the
-/// default rule (no weight decay, no moment update), and moves as AdamW says under
-/// `pytorch`. Batch-mode modality dropout with all weight on video blanks video in every
+/// Design 2.4: a modality absent from a whole batch keeps its encoder (and its fusion
+/// projection under `attention`) untouched under the default rule (no weight decay, no
+/// moment update), and moves as AdamW says under `pytorch`. Batch-mode modality dropout with all weight on video blanks video in every
 /// batch, so the video encoder is inactive at every step: after one epoch and after two,
 /// its weights must be bit-identical under `skip`, and shrink (weight decay on a zero
 /// gradient) under `pytorch`.
@@ -264,7 +272,7 @@ fn inactive_encoder_is_untouched_by_default_and_decays_under_the_pytorch_rule() 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     tiny_data(&data);
-    let run = |rule: &str, epochs: usize| {
+    let run = |rule: &str, epochs: usize, strategy: &str| {
         let base = dir.path().join(format!("base-{epochs}.yaml"));
         std::fs::write(&base, tiny_config(epochs).to_yaml()).unwrap();
         let sets = [
@@ -272,22 +280,36 @@ fn inactive_encoder_is_untouched_by_default_and_decays_under_the_pytorch_rule() 
             "fusion.modality_dropout.mode=batch".into(),
             "fusion.modality_dropout.probs=[1.0, 0.0]".into(),
             format!("fusion.inactive_update={rule}"),
+            format!("fusion.strategy={strategy}"),
         ];
         let cfg = Config::load(Some(&base), &sets).unwrap();
-        let out = dir.path().join(format!("{rule}-{epochs}"));
+        let out = dir.path().join(format!("{rule}-{epochs}-{strategy}"));
         train(&cfg, &opts(&data, &out, false)).unwrap();
         let path = out.join(files::CHECKPOINTS).join(files::LAST);
         let ckpt = Checkpoint::load(&path).unwrap();
         let model = load_model(&ckpt, &path, &Device::flex().autodiff()).unwrap();
-        (video_encoder_weights(&model), weights(&out))
+        (
+            video_weights(&model),
+            video_encoder_weights(&model).len(),
+            weights(&out),
+        )
     };
-    let (skip1, all1) = run("skip", 1);
-    let (skip2, all2) = run("skip", 2);
-    assert!(!skip1.is_empty());
-    assert_eq!(skip1, skip2, "skip: the inactive video encoder changed");
-    assert_ne!(all1, all2, "the rest of the model trains");
-    let (py1, _) = run("pytorch", 1);
-    let (py2, _) = run("pytorch", 2);
+    for strategy in ["concat", "attention"] {
+        let (skip1, encoder_tensors, all1) = run("skip", 1, strategy);
+        let (skip2, _, all2) = run("skip", 2, strategy);
+        assert!(!skip1.is_empty());
+        if strategy == "attention" {
+            // The video projection (weight and bias) is covered too.
+            assert_eq!(skip1.len(), encoder_tensors + 2, "{strategy}");
+        }
+        assert_eq!(
+            skip1, skip2,
+            "{strategy}, skip: the inactive video encoder or projection changed"
+        );
+        assert_ne!(all1, all2, "{strategy}: the rest of the model trains");
+    }
+    let (py1, _, _) = run("pytorch", 1, "attention");
+    let (py2, _, _) = run("pytorch", 2, "attention");
     assert_ne!(
         py1, py2,
         "pytorch rule: weight decay must move the video encoder"
