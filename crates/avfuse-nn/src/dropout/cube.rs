@@ -124,7 +124,7 @@ pub(crate) fn masked_affine_cube(x: CubeTensor, op: &MaskedAffine) -> CubeTensor
         op.kept_bias as f32,
         op.dropped_value as f32,
     );
-    let storage = burn_backend_storage(dtype);
+    let storage = burn::backend::cubecl::dtype_to_storage_type(dtype);
 
     let in_place = x.can_mut();
     let (output, out_arg) = if in_place {
@@ -159,11 +159,6 @@ pub(crate) fn masked_affine_cube(x: CubeTensor, op: &MaskedAffine) -> CubeTensor
         );
     }
     output
-}
-
-/// The CubeCL element type of a float dtype.
-fn burn_backend_storage(dtype: DType) -> ElemType {
-    burn::backend::cubecl::dtype_to_storage_type(dtype)
 }
 
 impl MaskedAffineOps for CubeBackend {
