@@ -50,20 +50,6 @@ fn mean_std(v: &[f32]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-const ALL: [Variant; 9] = [
-    Variant::Dropout,
-    Variant::Dropout1d,
-    Variant::Dropout2d,
-    Variant::Dropout3d,
-    Variant::Alpha,
-    Variant::FeatureAlpha,
-    Variant::DropPath {
-        scale_by_keep: true,
-    },
-    Variant::Locked(TimeAxis::TimeMajor),
-    Variant::Locked(TimeAxis::BatchMajor),
-];
-
 /// A valid input shape for each variant, as a flat length plus dims.
 fn shape_for(v: Variant) -> Vec<usize> {
     match v {
@@ -158,7 +144,7 @@ fn feature_alpha_dropout_keeps_mean_and_std() {
 
 #[test]
 fn p_zero_and_one_match_the_reference_in_output_and_gradient() {
-    for v in ALL {
+    for v in Variant::ALL {
         let dims = shape_for(v);
         let n: usize = dims.iter().product();
         let x = randn(n, 3);
@@ -234,7 +220,7 @@ fn invalid_probability_is_rejected_with_pytorchs_message() {
         for e in errs {
             assert_eq!(e.to_string(), msg);
         }
-        for v in ALL {
+        for v in Variant::ALL {
             let dims = shape_for(v);
             let n = dims.iter().product();
             let e = run_dyn(v, vec![1.0; n], &dims, p, true, 0).unwrap_err();
@@ -660,7 +646,7 @@ fn gradient_is_the_scaled_mask() {
 /// variant (the map is affine in x for a fixed seed, so the check is tight).
 #[test]
 fn finite_difference_gradient_check() {
-    for (vi, v) in ALL.into_iter().enumerate() {
+    for (vi, v) in Variant::ALL.into_iter().enumerate() {
         let dims = match v {
             Variant::Dropout2d => vec![3, 4, 2, 2],
             Variant::Dropout3d | Variant::FeatureAlpha => vec![3, 4, 2, 2, 1],

@@ -10,7 +10,7 @@
 #![cfg(feature = "wgpu")]
 
 use avfuse_nn::dropout::{
-    TimeAxis, Variant, dropout_family,
+    Variant, dropout_family,
     ext::masked_affine,
     kernel::{MaskLayout, MaskedAffine},
 };
@@ -61,20 +61,6 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
     }
 }
 
-const ALL: [Variant; 9] = [
-    Variant::Dropout,
-    Variant::Dropout1d,
-    Variant::Dropout2d,
-    Variant::Dropout3d,
-    Variant::Alpha,
-    Variant::FeatureAlpha,
-    Variant::DropPath {
-        scale_by_keep: true,
-    },
-    Variant::Locked(TimeAxis::TimeMajor),
-    Variant::Locked(TimeAxis::BatchMajor),
-];
-
 fn shape_for(v: Variant) -> [usize; 5] {
     match v {
         // [N, C, D, H, W], reshaped by `run` to the rank each variant takes; odd extents so
@@ -117,7 +103,7 @@ fn run(v: Variant, x: Vec<f32>, shape: [usize; 5], p: f64, seed: u64, device: &D
 /// kernel drops and computes the same kept values.
 #[test]
 fn every_variant_matches_the_cpu_kernel() {
-    for (k, v) in ALL.into_iter().enumerate() {
+    for (k, v) in Variant::ALL.into_iter().enumerate() {
         for (j, p) in [0.1, 0.5, 0.9].into_iter().enumerate() {
             let shape = shape_for(v);
             let n: usize = shape.iter().product();

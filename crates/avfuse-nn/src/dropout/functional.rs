@@ -47,6 +47,22 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Every member of the family (drop path with `scale_by_keep`, locked dropout in both
+    /// time layouts), for tests and benchmarks that sweep the whole family.
+    pub const ALL: [Variant; 9] = [
+        Variant::Dropout,
+        Variant::Dropout1d,
+        Variant::Dropout2d,
+        Variant::Dropout3d,
+        Variant::Alpha,
+        Variant::FeatureAlpha,
+        Variant::DropPath {
+            scale_by_keep: true,
+        },
+        Variant::Locked(TimeAxis::TimeMajor),
+        Variant::Locked(TimeAxis::BatchMajor),
+    ];
+
     /// Layer name used in errors.
     pub fn name(&self) -> &'static str {
         match self {
