@@ -30,6 +30,7 @@
 //! is the checkpoint's label name for `fake_probability >= threshold` (threshold from the
 //! checkpoint's `evaluation.threshold` unless overridden).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -38,7 +39,7 @@ use avfuse_models::AvModel;
 use avfuse_train::DeviceSpec;
 use avfuse_train::checkpoint::{Checkpoint, CheckpointMeta};
 use avfuse_train::data::HostBatch;
-use avfuse_train::predict::sigmoid;
+use avfuse_train::predict::{sigmoid, softmax};
 use avfuse_train::trainer::{BURN_VERSION, load_model};
 use burn::module::Module;
 use burn::tensor::Device;
@@ -153,6 +154,12 @@ pub struct Prediction {
     pub faces_found: usize,
     /// Whether the file has an audio track; false means video-only prediction.
     pub audio_present: bool,
+    /// Multi-class checkpoints only: the mean over windows of each class's softmax
+    /// probability, keyed by the checkpoint's class names (the first is the real class, and
+    /// `fake_probability` is 1 minus its probability). `label` is then the real class below
+    /// the threshold, else the most probable fake class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_probabilities: Option<BTreeMap<String, f64>>,
     /// Wall time of preprocessing and inference, milliseconds.
     pub ms: f64,
 }
@@ -181,6 +188,9 @@ pub struct Scores {
     pub video: Option<Vec<f64>>,
     /// Audio only, per window (`None` when not computable).
     pub audio: Option<Vec<f64>>,
+    /// Multi-class checkpoints: the class probabilities of each window (both modalities as
+    /// present), `[windows][K]`; empty for a binary checkpoint.
+    pub main_classes: Vec<Vec<f64>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,9 +330,22 @@ impl Inference {
         })
     }
 
-    /// The label name for probability `p`.
-    pub fn label_for(&self, p: f64) -> String {
-        let i = usize::from(p >= self.threshold);
+    /// The label name for fake probability `p`: the first (real) label below the threshold;
+    /// at or above it the second label of a binary checkpoint, or for a multi-class one
+    /// (`class_probs` non-empty, one per label) the most probable fake class.
+    pub fn label_for(&self, p: f64, class_probs: &[f64]) -> String {
+        let fake = p >= self.threshold;
+        if fake && class_probs.len() > 2 && class_probs.len() == self.meta.labels.len() {
+            let best = (1..class_probs.len()).fold(1, |b, k| {
+                if class_probs[k] > class_probs[b] {
+                    k
+                } else {
+                    b
+                }
+            });
+            return self.meta.labels[best].clone();
+        }
+        let i = usize::from(fake);
         self.meta
             .labels
             .get(i)
@@ -431,6 +454,7 @@ impl Inference {
             main: Vec::with_capacity(windows.len()),
             video: None,
             audio: None,
+            main_classes: Vec::new(),
         };
         if rows.is_empty() {
             return Ok(out);
@@ -442,17 +466,30 @@ impl Inference {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| ServeError::Model(format!("cannot read the output back: {e:?}")))?;
-        if logits.len() != rows.len() {
+        let k = self.meta.labels.len().max(2);
+        // A binary head has one logit per row; a multi-class head one per class.
+        let per_row = if logits.len() == rows.len() { 1 } else { k };
+        if logits.len() != rows.len() * per_row {
             return Err(ServeError::Model(format!(
-                "{} outputs for {} inputs (a multi-class checkpoint? only binary ones are served)",
+                "{} outputs for {} inputs and {} classes",
                 logits.len(),
-                rows.len()
+                rows.len(),
+                self.meta.labels.len()
             )));
         }
         let mut video = Vec::new();
         let mut audio = Vec::new();
-        for (i, &x) in logits.iter().enumerate() {
-            let p = sigmoid(f64::from(x));
+        for (i, row) in logits.chunks(per_row).enumerate() {
+            let p = if per_row == 1 {
+                sigmoid(f64::from(row[0]))
+            } else {
+                let probs = softmax(&row.iter().map(|&x| f64::from(x)).collect::<Vec<_>>());
+                let fake = 1.0 - probs[0];
+                if kinds[i % kinds.len()].0 == Slot::Main {
+                    out.main_classes.push(probs);
+                }
+                fake
+            };
             match kinds[i % kinds.len()].0 {
                 Slot::Main => out.main.push(p),
                 Slot::Video => video.push(p),
@@ -495,6 +532,7 @@ impl Inference {
         let (mut vid, mut aud) = (Some(Vec::new()), Some(Vec::new()));
         let mut windows = Vec::with_capacity(plan.starts.len());
         let mut faces_found = 0;
+        let mut class_sums: Vec<f64> = Vec::new();
         let mut audio_present = info.has_audio;
         for chunk in plan.starts.chunks(self.window_batch) {
             let mut ws = Vec::with_capacity(chunk.len());
@@ -519,6 +557,12 @@ impl Inference {
                 });
             }
             main.extend(s.main);
+            for probs in &s.main_classes {
+                class_sums.resize(probs.len(), 0.0);
+                for (acc, p) in class_sums.iter_mut().zip(probs) {
+                    *acc += p;
+                }
+            }
             match (s.video, vid.as_mut()) {
                 (Some(v), Some(acc)) => acc.extend(v),
                 _ => vid = None,
@@ -532,10 +576,19 @@ impl Inference {
         let fake_probability = mean(&main).ok_or_else(|| ServeError::NoFrames {
             path: path.to_path_buf(),
         })?;
+        let class_probs: Vec<f64> = class_sums.iter().map(|s| s / main.len() as f64).collect();
         let prediction = Prediction {
             path: name.to_string(),
             fake_probability,
-            label: self.label_for(fake_probability),
+            label: self.label_for(fake_probability, &class_probs),
+            class_probabilities: (!class_probs.is_empty()).then(|| {
+                self.meta
+                    .labels
+                    .iter()
+                    .cloned()
+                    .zip(class_probs.iter().copied())
+                    .collect()
+            }),
             per_modality: PerModality {
                 video: vid.as_deref().and_then(mean),
                 audio: aud.as_deref().and_then(mean),

@@ -144,6 +144,10 @@ pub fn document(cfg: &ServeConfig) -> Value {
                     "faces_found": {"type": "integer", "minimum": 0,
                         "description": "Frames where the face detector found a face."},
                     "audio_present": {"type": "boolean"},
+                    "class_probabilities": {"type": "object",
+                        "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+                        "description": "Multi-class checkpoints only: mean class \
+                            probabilities by class name; the first class is the real one."},
                     "ms": {"type": "number", "description": "Preprocessing and inference time."}
                 }
             },

@@ -39,6 +39,8 @@ pub struct RandomCheckpoint {
     pub audio: bool,
     /// Seed of Burn's generator before the weights are drawn.
     pub seed: u64,
+    /// `dataset.classes` of a multi-class checkpoint (`None`: binary real/fake).
+    pub classes: Option<Vec<String>>,
 }
 
 impl RandomCheckpoint {
@@ -57,6 +59,7 @@ impl RandomCheckpoint {
             video: true,
             audio: true,
             seed: 7,
+            classes: None,
         }
     }
 
@@ -84,6 +87,7 @@ impl RandomCheckpoint {
         c.model.audio.enabled = self.audio;
         c.fusion.dim = self.fusion_dim;
         c.model.head.hidden = vec![self.head_hidden];
+        c.dataset.classes = self.classes.clone();
         c
     }
 
@@ -110,7 +114,7 @@ impl RandomCheckpoint {
                     mel_mean: -40.0,
                     mel_std: 20.0,
                 },
-                labels: vec!["real".into(), "fake".into()],
+                labels: config.class_names(),
                 epoch: 0,
                 step: 0,
                 early_stopping: EarlyStopping::new(true, 3, 1e-3),

@@ -59,6 +59,15 @@ pub struct DatasetConfig {
     /// resized crop, colour jitter, blur, pixel noise, JPEG compression; audio (on the
     /// cached log-mel): gain and SpecAugment masks. Never applied to validation or test.
     pub augment: Option<AugmentConfig>,
+    /// Multi-class training: the class names, a clip's class being the position of its
+    /// manifest `kind` (`meta.json`'s `kind`, the synthetic kinds `real`, `desync`,
+    /// `visual_manipulation`, `audio_swap`) in this list. The first class is the real one:
+    /// every clip of label 0 must have that kind and no clip of label 1 may. At least three
+    /// names, unique. Absent (the default): binary real/fake classification from `label`.
+    /// With classes, the head has one logit per class (softmax cross-entropy), the reported
+    /// fake probability is `1 - P(classes[0])`, and accuracy and F1 are the multi-class
+    /// accuracy and macro F1.
+    pub classes: Option<Vec<String>>,
 }
 
 impl Default for DatasetConfig {
@@ -70,6 +79,7 @@ impl Default for DatasetConfig {
             test_split: "test".into(),
             synth: SynthConfig::default(),
             augment: None,
+            classes: None,
         }
     }
 }
@@ -714,6 +724,29 @@ fn range_err(key: &str, value: impl Display, expected: &str) -> TrainError {
     TrainError::Config(format!("{key} = {value}: {expected}"))
 }
 
+/// `dataset.classes`: at least three unique, non-empty names.
+fn validate_classes(classes: &[String]) -> Result<()> {
+    let bad = |why: &str| Err(range_err("dataset.classes", format!("{classes:?}"), why));
+    if classes.len() < 3 {
+        return bad(
+            "must list at least three class names (leave it out for binary real/fake \
+             classification)",
+        );
+    }
+    if classes.len() > 255 {
+        return bad("at most 255 classes (labels are stored as u8)");
+    }
+    if classes.iter().any(|c| c.trim().is_empty()) {
+        return bad("class names must not be empty");
+    }
+    for (i, c) in classes.iter().enumerate() {
+        if classes[..i].contains(c) {
+            return bad(&format!("class name {c:?} appears twice"));
+        }
+    }
+    Ok(())
+}
+
 /// Range checks of `dataset.augment`, each error naming its key.
 fn validate_augment(a: &AugmentConfig) -> Result<()> {
     for (key, p) in [
@@ -885,6 +918,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(classes) = &self.dataset.classes {
+            validate_classes(classes)?;
+        }
         if let Some(a) = &self.dataset.augment {
             validate_augment(a)?;
         }
@@ -981,12 +1017,16 @@ impl Config {
             ));
         }
         if let Some(w) = &t.class_weights {
-            let ok = w.len() == 2 && w.iter().all(|x| x.is_finite() && *x > 0.0);
+            let k = self.class_names().len();
+            let ok = w.len() == k && w.iter().all(|x| x.is_finite() && *x > 0.0);
             if !ok {
                 return Err(range_err(
                     "training.class_weights",
                     format!("{w:?}"),
-                    "must be [real, fake] weights, finite and > 0, or null",
+                    &format!(
+                        "must be {k} weights (one per class of {:?}), finite and > 0, or null",
+                        self.class_names()
+                    ),
                 ));
             }
         }
@@ -1054,6 +1094,21 @@ impl Config {
         Ok(())
     }
 
+    /// The class names in label order: `dataset.classes`, or `["real", "fake"]` for binary
+    /// classification.
+    pub fn class_names(&self) -> Vec<String> {
+        self.dataset
+            .classes
+            .clone()
+            .unwrap_or_else(|| vec!["real".into(), "fake".into()])
+    }
+
+    /// Output logits of the head: 1 for binary classification (a sigmoid), `K` for the `K`
+    /// classes of `dataset.classes` (a softmax).
+    pub fn num_outputs(&self) -> usize {
+        self.dataset.classes.as_ref().map_or(1, Vec::len)
+    }
+
     /// The model configuration these settings describe.
     pub fn model_config(&self) -> AvModelConfig {
         let m = &self.model;
@@ -1070,6 +1125,7 @@ impl Config {
         .with_fusion_dim(self.fusion.dim)
         .with_head_hidden(m.head.hidden.clone())
         .with_head_dropout(m.head.dropout)
+        .with_num_outputs(self.num_outputs())
         .with_video_backbone(m.video.backbone)
         .with_video_base_channels(m.video.base_channels)
         .with_video_pretrained(

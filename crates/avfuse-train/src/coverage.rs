@@ -8,8 +8,8 @@
 use avfuse_models::{AvInput, AvModel, Modality};
 use burn::module::{ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::config::{Coverage, FusionConfig};
 
@@ -75,13 +75,66 @@ pub fn bce_with_logits(
     }
 }
 
-/// The training loss of one batch: the model run with `fusion.blanking` and the modality
-/// dropout `feature_scale`, BCE with logits against `labels` (`[B, 1]`, optionally
-/// class-weighted, see [`bce_with_logits`]), plus the dummy coverage term for the
-/// `inactive` encoders when `fusion.coverage` is `dummy`.
+/// Mean softmax cross-entropy (PyTorch's `CrossEntropyLoss`). `logits`: `[B, K]`, `targets`:
+/// `[B, 1]` class indices `0..K` as floats; returns `[1]`. The one-hot targets are built on
+/// the device by comparison with `0..K`, with no read back to the host.
 ///
-/// Returns `(loss, bce)`: the loss to differentiate and the BCE alone (the value to report;
-/// the two differ only by the dummy term).
+/// With `class_weights = Some(w)` (`K` weights) each sample's term is weighted by its
+/// class's weight and the sum divided by the sum of the weights (PyTorch's
+/// `CrossEntropyLoss(weight=...)`, a weighted mean).
+pub fn cross_entropy_with_logits(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    class_weights: Option<&[f64]>,
+) -> Tensor<1> {
+    let [b, k] = logits.dims();
+    let device = logits.device();
+    let classes = Tensor::<1, burn::tensor::Int>::arange(0..k as i64, &device)
+        .float()
+        .reshape([1, k])
+        .expand([b, k]);
+    let one_hot = targets.expand([b, k]).equal(classes).float();
+    let nll = (log_softmax(logits, 1) * one_hot.clone()).sum_dim(1).neg();
+    match class_weights {
+        None => nll.mean(),
+        Some(w) => {
+            let w = Tensor::<1>::from_data(
+                TensorData::new(w.iter().map(|&x| x as f32).collect::<Vec<_>>(), [k]),
+                &device,
+            )
+            .reshape([1, k]);
+            let per_sample = (one_hot * w).sum_dim(1);
+            (nll * per_sample.clone()).sum() / per_sample.sum()
+        }
+    }
+}
+
+/// The classification loss for the head's output: [`bce_with_logits`] for a binary head
+/// (`[B, 1]` logits; `class_weights` then `[w_real, w_fake]`), otherwise
+/// [`cross_entropy_with_logits`] over the `K` classes.
+pub fn classification_loss(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    class_weights: Option<&[f64]>,
+) -> Tensor<1> {
+    if logits.dims()[1] == 1 {
+        let w = class_weights.and_then(|w| match w {
+            [w0, w1] => Some([*w0, *w1]),
+            _ => None,
+        });
+        bce_with_logits(logits, targets, w)
+    } else {
+        cross_entropy_with_logits(logits, targets, class_weights)
+    }
+}
+
+/// The training loss of one batch: the model run with `fusion.blanking` and the modality
+/// dropout `feature_scale`, the [`classification_loss`] against `labels` (`[B, 1]`: binary
+/// labels or class indices, optionally class-weighted), plus the dummy coverage term for
+/// the `inactive` encoders when `fusion.coverage` is `dummy`.
+///
+/// Returns `(loss, data_loss)`: the loss to differentiate and the classification loss alone
+/// (the value to report; the two differ only by the dummy term).
 pub fn training_loss(
     model: &AvModel,
     input: AvInput,
@@ -89,10 +142,10 @@ pub fn training_loss(
     fusion: &FusionConfig,
     feature_scale: f64,
     inactive: &[Modality],
-    class_weights: Option<[f64; 2]>,
+    class_weights: Option<&[f64]>,
 ) -> (Tensor<1>, Tensor<1>) {
     let logits = model.forward_scaled(input, fusion.blanking, feature_scale);
-    let bce = bce_with_logits(logits, labels, class_weights);
+    let bce = classification_loss(logits, labels, class_weights);
     let loss = match fusion.coverage {
         Coverage::Dummy => match dummy_term(model, inactive, fusion.coverage_scale) {
             Some(d) => bce.clone() + d,

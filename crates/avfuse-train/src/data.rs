@@ -93,6 +93,9 @@ pub struct Dataset {
     pub data: SplitData,
     /// Its layout.
     pub layout: Layout,
+    /// Training target per clip: the binary label (0 real, 1 fake), or with
+    /// [`Dataset::set_classes`] the class index.
+    pub targets: Vec<u8>,
 }
 
 impl Dataset {
@@ -142,8 +145,53 @@ impl Dataset {
                 mel_frames: ix.mel_frames,
                 mel_frames_per_step: per_step,
             },
+            targets: data.labels.clone(),
             data,
         })
+    }
+
+    /// Load the split at `dir` with the class list `classes` (`dataset.classes`; `None`
+    /// for binary labels): [`Dataset::load`], then [`Dataset::set_classes`].
+    pub fn load_with_classes(dir: &Path, classes: Option<&[String]>) -> Result<Self> {
+        let mut ds = Self::load(dir)?;
+        if let Some(classes) = classes {
+            ds.set_classes(classes)?;
+        }
+        Ok(ds)
+    }
+
+    /// Multi-class targets: clip `i`'s target becomes the position of its manifest `kind`
+    /// in `classes`. Errors name the clip when its kind is not listed, or when its binary
+    /// label disagrees with the convention that `classes[0]` is the real class.
+    pub fn set_classes(&mut self, classes: &[String]) -> Result<()> {
+        let mut targets = Vec::with_capacity(self.len());
+        for (clip, &label) in self.data.clips.iter().zip(&self.data.labels) {
+            let bad = |detail: String| TrainError::Data {
+                path: self.dir.join(avfuse_media::cache::MANIFEST_FILE),
+                detail: format!("clip {:?}: {detail}", clip.clip_id),
+            };
+            let k = classes
+                .iter()
+                .position(|c| *c == clip.kind)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "kind {:?} is not one of dataset.classes {classes:?}",
+                        clip.kind
+                    ))
+                })?;
+            if (k == 0) != (label == 0) {
+                return Err(bad(format!(
+                    "label {label} ({}) but kind {:?}: the first of dataset.classes \
+                     ({:?}) must be exactly the real (label 0) clips",
+                    if label == 0 { "real" } else { "fake" },
+                    clip.kind,
+                    classes[0]
+                )));
+            }
+            targets.push(u8::try_from(k).map_err(|_| bad(format!("class index {k} > 255")))?);
+        }
+        self.targets = targets;
+        Ok(())
     }
 
     /// Number of clips.
@@ -262,7 +310,7 @@ impl Dataset {
             });
         let labels = indices
             .iter()
-            .map(|&i| f32::from(self.data.labels[i]))
+            .map(|&i| f32::from(self.targets[i]))
             .collect();
         HostBatch {
             frames,
@@ -321,11 +369,12 @@ impl Dataset {
         self.host_batch(indices, presence, norm).upload(device).0
     }
 
-    /// Labels of `indices` as a `[B, 1]` float tensor (1 = fake).
+    /// Targets of `indices` as a `[B, 1]` float tensor (binary: 1 = fake; multi-class: the
+    /// class index).
     pub fn labels(&self, indices: &[usize], device: &Device) -> Tensor<2> {
         let v: Vec<f32> = indices
             .iter()
-            .map(|&i| f32::from(self.data.labels[i]))
+            .map(|&i| f32::from(self.targets[i]))
             .collect();
         Tensor::from_data(TensorData::new(v, [indices.len(), 1]), device)
     }
@@ -423,7 +472,7 @@ pub struct HostBatch {
     pub mel: Vec<f32>,
     /// `[B, 2]` presence.
     pub presence: Vec<f32>,
-    /// `[B]` labels (1 = fake).
+    /// `[B]` targets ([`Dataset::targets`]: binary 1 = fake, or the class index).
     pub labels: Vec<f32>,
     /// `B`.
     pub batch: usize,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use avfuse_media::cache::ManifestEntry;
 use avfuse_media::io::atomic_write;
 use avfuse_metrics::{
-    Aggregation, BinaryReport, SamplePrediction, VideoLevelReport, aggregate_videos, level_reports,
+    Aggregation, BinaryReport, MulticlassReport, SamplePrediction, VideoLevelReport,
+    aggregate_videos, level_reports,
 };
 use avfuse_report::{
     PlotOptions, PrSeries, RobustnessMetric, RobustnessRow, RocSeries, plot_pr, plot_robustness,
@@ -100,6 +101,11 @@ pub struct SetResult {
     pub video_level: VideoLevelReport,
     /// Breakdown by clip kind (from the manifest), sample level.
     pub per_kind: BTreeMap<String, KindStats>,
+    /// Multi-class checkpoints (`dataset.classes`): accuracy, per-class and macro
+    /// precision/recall/F1 and the confusion matrix of the arg-max class, sample level, in
+    /// [`EvalReport::classes`] order. [`SetResult::metrics`] stays real vs fake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiclass: Option<MulticlassReport>,
 }
 
 /// The content of `eval.json`.
@@ -120,6 +126,8 @@ pub struct EvalReport {
     pub video_ids: &'static str,
     /// Decision threshold used.
     pub threshold: f64,
+    /// The checkpoint's class names in label order (`["real", "fake"]` for a binary model).
+    pub classes: Vec<String>,
     /// Level of [`SetResult::metrics`]: `sample` (one cached clip).
     pub level: &'static str,
     /// Clean results keyed by modality set name (`both`, `video_only`, `audio_only`).
@@ -155,7 +163,8 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
     for c in &opts.corruptions {
         c.validate()?;
     }
-    let ds = Dataset::load(&opts.split_dir)?;
+    let ds =
+        Dataset::load_with_classes(&opts.split_dir, ckpt.meta.config.dataset.classes.as_deref())?;
     ds.check_layout(&ckpt.meta.layout)?;
     ensure_writable_dir(&opts.out_dir)?;
     let cfg = &ckpt.meta.config;
@@ -254,6 +263,7 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
                         metrics: levels.sample_level,
                         video_level: levels.video_level,
                         per_kind: per_kind(&ds, &preds.probs, threshold),
+                        multiclass: preds.multiclass(&ds.targets)?,
                     },
                 );
                 clean_scores.push((*set, preds.probs));
@@ -306,6 +316,7 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
         videos: video_ids.iter().collect::<BTreeSet<_>>().len(),
         video_ids: if by_source { "source" } else { "clip_id" },
         threshold,
+        classes: ckpt.meta.labels.clone(),
         level: "sample",
         results,
         robustness,
@@ -442,6 +453,30 @@ pub fn robustness_table(report: &EvalReport) -> String {
                 fmt(m.ap),
                 m.accuracy,
                 m.f1
+            );
+        }
+    }
+    let multi: Vec<_> = ModalitySet::ALL
+        .into_iter()
+        .filter_map(|set| {
+            let m = report.results.get(set.name())?.multiclass.as_ref()?;
+            Some((set, m))
+        })
+        .collect();
+    if !multi.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n{} classes ({}): multi-class accuracy and macro F1\nmodalities     acc     macro-F1",
+            report.classes.len(),
+            report.classes.join(", ")
+        );
+        for (set, m) in multi {
+            let _ = writeln!(
+                s,
+                "{:<12} {:>7.4} {:>8.4}",
+                set.name(),
+                m.accuracy,
+                m.macro_f1
             );
         }
     }

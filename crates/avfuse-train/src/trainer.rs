@@ -213,9 +213,12 @@ struct EpochRecord {
     lr: f64,
     train_loss: f64,
     val_loss: f64,
+    /// Real vs fake (for a multi-class head: class 0 vs the rest, on `1 - P(class 0)`).
     val_auc: Option<f64>,
     val_ap: Option<f64>,
+    /// Binary accuracy at `evaluation.threshold`, or the multi-class accuracy.
     val_accuracy: f64,
+    /// Binary F1, or the multi-class macro F1.
     val_f1: f64,
     epoch_seconds: f64,
     clips_per_second: f64,
@@ -369,10 +372,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         None
     };
 
-    let train_ds = std::sync::Arc::new(Dataset::load(
+    let classes = cfg.dataset.classes.as_deref();
+    let train_ds = std::sync::Arc::new(Dataset::load_with_classes(
         &opts.data_root.join(&cfg.dataset.train_split),
+        classes,
     )?);
-    let val_ds = Dataset::load(&opts.data_root.join(&cfg.dataset.val_split))?;
+    let val_ds = Dataset::load_with_classes(&opts.data_root.join(&cfg.dataset.val_split), classes)?;
     val_ds.check_layout(&train_ds.layout)?;
     let model_cfg = cfg.model_config();
     if train_ds.layout.mel_frames_per_step != model_cfg.mel_frames_per_step() {
@@ -403,7 +408,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
     };
     let mut optim = build_optimizer(t);
-    let class_weights = t.class_weights.as_ref().map(|w| [w[0], w[1]]);
+    let class_weights = t.class_weights.as_deref();
 
     let n_train = train_ds.len();
     let steps_per_epoch = n_train.div_ceil(t.batch_size).div_ceil(t.grad_accum_steps);
@@ -745,11 +750,17 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             &device,
         )?;
         let report = binary_report(&val_ds.data.labels, &preds.probs, cfg.evaluation.threshold)?;
+        // A multi-class head is selected on its multi-class accuracy and macro F1; AUC and
+        // AP stay real vs fake.
+        let (val_accuracy, val_f1) = match preds.multiclass(&val_ds.targets)? {
+            Some(m) => (m.accuracy, m.macro_f1),
+            None => (report.accuracy, report.f1),
+        };
         let value = match metric {
             SelectionMetric::Auc => report.auc,
             SelectionMetric::Ap => report.ap,
-            SelectionMetric::Accuracy => Some(report.accuracy),
-            SelectionMetric::F1 => Some(report.f1),
+            SelectionMetric::Accuracy => Some(val_accuracy),
+            SelectionMetric::F1 => Some(val_f1),
             SelectionMetric::Loss => Some(preds.loss),
         }
         .ok_or_else(|| TrainError::Data {
@@ -773,8 +784,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
             val_loss: preds.loss,
             val_auc: report.auc,
             val_ap: report.ap,
-            val_accuracy: report.accuracy,
-            val_f1: report.f1,
+            val_accuracy,
+            val_f1,
             epoch_seconds: started.elapsed().as_secs_f64(),
             clips_per_second: n_train as f64 / train_elapsed.max(1e-9),
             dropped_video: dropped[0],
@@ -790,7 +801,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
                 config: cfg.clone(),
                 normalizer: norm,
                 layout,
-                labels: vec!["real".into(), "fake".into()],
+                labels: cfg.class_names(),
                 epoch,
                 step,
                 early_stopping: early.clone(),

@@ -3,7 +3,7 @@
 //! `tests/fixtures/optim.json`).
 
 use avfuse_train::config::{OptimizerKind, TrainingConfig};
-use avfuse_train::coverage::bce_with_logits;
+use avfuse_train::coverage::{bce_with_logits, classification_loss};
 use avfuse_train::optim::{build_optimizer, clip_grad_norm, global_grad_norm};
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
@@ -121,6 +121,37 @@ fn class_weighted_loss_is_pytorch_cross_entropy_with_weights() {
         let w = floats(&case["weights"]);
         let got = bce_with_logits(logits(), labels(), Some([f64::from(w[0]), f64::from(w[1])]))
             .into_scalar::<f32>();
+        let want = case["loss"].as_f64().unwrap() as f32;
+        assert!(
+            (got - want).abs() <= 1e-5 * (1.0 + want),
+            "weights {w:?}: {got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn multiclass_loss_is_pytorch_cross_entropy() {
+    let f = fixture();
+    let mc = &f["multiclass"];
+    let d = Device::flex();
+    let x = floats(&mc["logits"]);
+    let k = mc["classes"].as_u64().unwrap() as usize;
+    let y: Vec<f32> = mc["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let n = y.len();
+    let logits = Tensor::<2>::from_data(TensorData::new(x, [n, k]), &d);
+    let targets = Tensor::<2>::from_data(TensorData::new(y, [n, 1]), &d);
+    for case in mc["cases"].as_array().unwrap() {
+        let w: Option<Vec<f64>> = case["weights"]
+            .as_array()
+            .map(|w| w.iter().map(|v| v.as_f64().unwrap()).collect());
+        // Through the dispatcher the trainer uses: K > 1 logits select cross-entropy.
+        let got =
+            classification_loss(logits.clone(), targets.clone(), w.as_deref()).into_scalar::<f32>();
         let want = case["loss"].as_f64().unwrap() as f32;
         assert!(
             (got - want).abs() <= 1e-5 * (1.0 + want),
