@@ -29,13 +29,14 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use clap::Parser;
 
-/// Counts heap bytes: the peak-memory column (Flex tensors live on the heap).
+/// Counts heap bytes: the peak-memory columns (Flex tensors live on the heap).
 #[global_allocator]
 static ALLOC: avfuse_bench::PeakAlloc = avfuse_bench::PeakAlloc::new();
 
 #[derive(Parser)]
 struct Args {
-    /// Timed train steps per strategy (median reported; one untimed warm-up step first).
+    /// Timed train steps per strategy (median reported; one untimed warm-up round first;
+    /// the strategies interleave, one step each per round).
     #[arg(long, default_value_t = 5)]
     steps: usize,
     /// Batch size.
@@ -255,58 +256,82 @@ fn main() -> Result<()> {
         &dev,
     );
     let loss_fn = CrossEntropyLossConfig::new().init(&dev);
-    let mut rows = Vec::new();
-    let mut none_ms = None;
-    let mut none_peak: Option<usize> = None;
-    for s in [
+    let strategies = [
         Strategy::None,
         Strategy::Mask,
         Strategy::Compact,
         Strategy::ZeroInput,
-    ] {
-        dev.seed(0);
-        let mut model = TwoStream::new(&dev);
-        let mut optim = AdamWConfig::new().init();
-        let p = if s == Strategy::None { 0.0 } else { 0.2 };
-        let mut times = Vec::new();
-        // Peak heap over the timed steps, above what is live before them (model, optimiser
-        // state after the warm-up step, inputs): the activations and gradients of a step.
-        let mut base = 0usize;
-        for step in 0..=args.steps as u64 {
-            if step == 1 {
-                base = ALLOC.live_bytes();
-                ALLOC.reset_peak();
-            }
-            let (ma, mb) = masks(b, p, step);
+    ];
+    // One model and optimiser per strategy, all alive at once: the timed steps interleave
+    // the strategies (rotating their order every round), so slow drift of the shared VM and
+    // the warm-up of the allocator hit every strategy alike instead of whichever runs first.
+    let before_states = ALLOC.live_bytes();
+    let mut states: Vec<_> = strategies
+        .iter()
+        .map(|_| {
+            dev.seed(0);
+            Some((TwoStream::new(&dev), AdamWConfig::new().init()))
+        })
+        .collect();
+    let mut times = vec![Vec::new(); strategies.len()];
+    let mut step_peaks = vec![0usize; strategies.len()];
+    let mut state_bytes = 0usize;
+    for round in 0..=args.steps as u64 {
+        for k in 0..strategies.len() {
+            let i = (k + round as usize) % strategies.len();
+            let s = strategies[i];
+            let p = if s == Strategy::None { 0.0 } else { 0.2 };
+            let (ma, mb) = masks(b, p, round);
+            let Some((model, mut optim)) = states[i].take() else {
+                unreachable!("every state is put back after its step")
+            };
+            // Peak heap of this step above what was live before it: its activations and
+            // gradients (the model, AdamW state and inputs are already live).
+            let base = ALLOC.live_bytes();
+            ALLOC.reset_peak();
             let t = std::time::Instant::now();
             let logits = model.forward(xa.clone(), xb.clone(), s, &ma, &mb);
             let loss = loss_fn.forward(logits, y.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
+            let model = optim.step(1e-3, model, grads);
             let ms = t.elapsed().as_secs_f64() * 1e3;
-            if step > 0 {
-                times.push(ms);
+            let step_peak = ALLOC.peak_bytes().saturating_sub(base);
+            states[i] = Some((model, optim));
+            if round > 0 {
+                times[i].push(ms);
+                step_peaks[i] = step_peaks[i].max(step_peak);
             }
         }
-        let peak = ALLOC.peak_bytes();
-        let step_peak = peak.saturating_sub(base);
-        drop(model);
-        drop(optim);
-        times.sort_by(f64::total_cmp);
-        let ms = times[times.len() / 2];
-        if s == Strategy::None {
-            none_ms = Some(ms);
+        if round == 0 {
+            // After the warm-up round every AdamW state holds its moments: one strategy's
+            // resting state is a quarter of what the four hold.
+            state_bytes = ALLOC.live_bytes().saturating_sub(before_states) / strategies.len();
         }
+    }
+    drop(states);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    // The peak of one strategy run alone: inputs + its model and AdamW state + one step.
+    let resting = before_states + state_bytes;
+    let none_peak = Some(resting + step_peaks[0]);
+    let mut rows = Vec::new();
+    for (i, s) in strategies.iter().enumerate() {
+        // Overhead: the median of the per-round ratios to `none` (steps of one round run
+        // seconds apart, so drift of the machine cancels in each ratio), with its spread.
+        let mut ratios: Vec<f64> = times[i].iter().zip(&times[0]).map(|(t, n)| t / n).collect();
+        let overhead = median(&mut ratios);
+        let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+        let ms = median(&mut times[i].clone());
+        let peak = resting + step_peaks[i];
         eprintln!(
-            "avfuse two-stream {:10} {ms:8.1} ms/step, peak heap {:.1} MiB ({:.1} MiB above the resting state)",
+            "avfuse two-stream {:10} {ms:8.1} ms/step, x{overhead:.3} of none (rounds {lo:.3}..{hi:.3}), peak heap {:.1} MiB (a step: {:.1} MiB above the resting state)",
             s.name(),
             peak as f64 / 1048576.0,
-            step_peak as f64 / 1048576.0
+            step_peaks[i] as f64 / 1048576.0
         );
-        if s == Strategy::None {
-            none_peak = Some(peak);
-        }
-        rows.push((s, ms, peak, step_peak));
+        rows.push((*s, ms, overhead, (lo, hi), peak, step_peaks[i]));
     }
 
     let repo = avfuse_bench::repo_root();
@@ -334,7 +359,7 @@ fn main() -> Result<()> {
     let torch_ms = |name: &str| torch.as_ref().and_then(|t| t[name]["ms"].as_f64());
     let out_rows: Vec<_> = rows
         .iter()
-        .map(|(s, ms, peak, step_peak)| {
+        .map(|(s, ms, overhead, (lo, hi), peak, step_peak)| {
             serde_json::json!({
                 "device": "cpu",
                 "dtype": "f32",
@@ -343,7 +368,8 @@ fn main() -> Result<()> {
                 "peak_mem_bytes": peak,
                 "step_peak_mem_bytes": step_peak,
                 "peak_mem_vs_none": none_peak.map(|n| (*peak as f64 / n as f64 * 1000.0).round() / 1000.0),
-                "overhead_vs_none": none_ms.map(|n| (ms / n * 1000.0).round() / 1000.0),
+                "overhead_vs_none": (overhead * 1000.0).round() / 1000.0,
+                "overhead_range": [(lo * 1000.0).round() / 1000.0, (hi * 1000.0).round() / 1000.0],
                 "torch_step_ms": torch_ms(s.name()),
             })
         })
@@ -355,7 +381,8 @@ fn main() -> Result<()> {
         "machine": machine(),
         "torch_status": note,
         "torch": torch,
-        "notes": "CPU rows only. peak_mem_bytes: the process's peak live heap bytes during the timed steps (a counting global allocator; Flex tensors live on the heap), including the model, AdamW state and inputs; step_peak_mem_bytes: the same minus what was live before the timed steps (activations + gradients of one step). PyTorch CPU peak memory is not measured (its allocator is outside this process). torch_reference.py's cpu workload measures none and compact only.",
+        "method": "the four strategies each have their own model and AdamW state and are timed interleaved, one step each per round in a rotating order, after one untimed warm-up round; step_ms is the median over rounds; overhead_vs_none is the median over rounds of the step time divided by the same round's `none` step (overhead_range: the smallest and largest of those ratios)",
+        "notes": "CPU rows only. step_peak_mem_bytes: the largest rise of live heap bytes during one train step of the strategy (a counting global allocator; Flex tensors live on the heap): its activations and gradients. peak_mem_bytes: what one strategy run alone peaks at, the inputs + one model and its AdamW state (measured after the warm-up) + step_peak_mem_bytes. PyTorch CPU peak memory is not measured (its allocator is outside this process). torch_reference.py's cpu workload measures none and compact only.",
         "rows": out_rows,
     });
     write_json(&args.out, &result)?;
