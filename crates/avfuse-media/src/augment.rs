@@ -596,6 +596,12 @@ impl AugmentConfig {
         self.mel(mel, n_mels, frames, seed)
     }
 
+    /// Whether the policy has waveform augmentations ([`AugmentConfig::audio`]: noise at an
+    /// SNR, pitch shift), which need the audio samples rather than a log-mel.
+    pub fn needs_waveform(&self) -> bool {
+        self.audio_noise_p > 0.0 || self.pitch_p > 0.0
+    }
+
     /// Augments mono audio in place (noise, gain, pitch), drawing everything from `seed`.
     pub fn audio(&self, audio: &mut [f32], seed: u64) -> Result<(), MediaError> {
         let mut r = rng(seed ^ 0x4155_4449_4f00_0000);

@@ -4,8 +4,10 @@
 //!
 //! - `shard-00000.safetensors`, `shard-00001.safetensors`, ...: each holds `N` clips as
 //!   the tensors `frames` U8 `[N, T, 3, H, W]`, `mel` F32 `[N, n_mels, mel_frames]` (dB),
-//!   `label` U8 `[N]`, `audio_present` U8 `[N]`, `video_present` U8 `[N]` (0/1), and the
-//!   header metadata `{"clip_ids": "[\"<id>\", ...]"}` (exactly one key, so the bytes are
+//!   `label` U8 `[N]`, `audio_present` U8 `[N]`, `video_present` U8 `[N]` (0/1), when the
+//!   index's `audio_samples` is above 0 `audio` F32 `[N, audio_samples]` (the mono samples
+//!   each mel was computed from, zeros for a clip without audio; caches written before it
+//!   existed have none and read as `audio_samples: 0`), and the header metadata `{"clip_ids": "[\"<id>\", ...]"}` (exactly one key, so the bytes are
 //!   deterministic);
 //! - `manifest.jsonl`: one [`ManifestEntry`] per clip, in shard order;
 //! - `index.json`: the [`CacheIndex`] (pretty JSON).
@@ -77,6 +79,11 @@ pub struct CacheIndex {
     pub fps: f32,
     /// The log-mel settings used.
     pub mel: MelConfig,
+    /// Mono audio samples per clip stored beside the mel (`audio` tensor of each shard, at
+    /// `sample_rate`, exactly the samples the mel was computed from); 0 when the cache holds
+    /// no waveform (caches written before waveforms were stored).
+    #[serde(default)]
+    pub audio_samples: usize,
     /// Total clips over all shards.
     pub num_clips: usize,
     /// Shards in order.
@@ -94,6 +101,7 @@ impl CacheIndex {
             sample_rate: self.sample_rate,
             fps: self.fps,
             mel: self.mel.clone(),
+            audio_samples: self.audio_samples,
         }
     }
 
@@ -150,6 +158,9 @@ pub struct CacheLayout {
     pub fps: f32,
     /// Log-mel settings.
     pub mel: MelConfig,
+    /// Mono audio samples stored per clip (the mel's input); 0 for no waveform.
+    #[serde(default)]
+    pub audio_samples: usize,
 }
 
 impl CacheLayout {
@@ -163,6 +174,7 @@ impl CacheLayout {
             sample_rate: cfg.mel.sample_rate,
             fps: cfg.fps,
             mel: cfg.mel.clone(),
+            audio_samples: cfg.audio_samples(),
         }
     }
 
@@ -201,8 +213,27 @@ impl CacheLayout {
         if !self.fps.is_finite() || self.fps <= 0.0 {
             return bad(format!("fps must be finite and > 0, got {}", self.fps));
         }
+        if self.audio_samples > 0 && self.mel.n_frames(self.audio_samples) != self.mel_frames {
+            return bad(format!(
+                "{} audio samples give {} mel frames, not mel_frames ({})",
+                self.audio_samples,
+                self.mel.n_frames(self.audio_samples),
+                self.mel_frames
+            ));
+        }
         Ok(())
     }
+}
+
+/// The tensors of one clip for [`ShardWriter::push_with_audio`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClipTensors<'a> {
+    /// u8 `[T, 3, H, W]`.
+    pub frames: &'a [u8],
+    /// f32 dB `[n_mels, mel_frames]`.
+    pub mel: &'a [f32],
+    /// Mono audio, the layout's `audio_samples` samples (empty when it stores none).
+    pub audio: &'a [f32],
 }
 
 /// Per-clip facts that go to the manifest only.
@@ -231,6 +262,7 @@ pub struct ShardWriter {
     ids: Vec<String>,
     frames: Vec<u8>,
     mel: Vec<u8>,
+    audio: Vec<u8>,
     labels: Vec<u8>,
     audio_present: Vec<u8>,
     video_present: Vec<u8>,
@@ -287,6 +319,7 @@ impl ShardWriter {
             ids: Vec::new(),
             frames: Vec::new(),
             mel: Vec::new(),
+            audio: Vec::new(),
             labels: Vec::new(),
             audio_present: Vec::new(),
             video_present: Vec::new(),
@@ -301,7 +334,8 @@ impl ShardWriter {
         self.manifest.len()
     }
 
-    /// Adds one clip: `frames` u8 `[T, 3, H, W]`, `mel` f32 dB `[n_mels, mel_frames]`.
+    /// Adds one clip: `frames` u8 `[T, 3, H, W]`, `mel` f32 dB `[n_mels, mel_frames]`, for a
+    /// layout with no waveform (`audio_samples == 0`; see [`ShardWriter::push_with_audio`]).
     /// Writes a shard when `shard_size` clips are buffered.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
@@ -314,6 +348,40 @@ impl ShardWriter {
         video_present: bool,
         meta: ClipMeta,
     ) -> Result<(), MediaError> {
+        self.push_with_audio(
+            clip_id,
+            ClipTensors {
+                frames,
+                mel,
+                audio: &[],
+            },
+            label,
+            audio_present,
+            video_present,
+            meta,
+        )
+    }
+
+    /// [`ShardWriter::push`] with the clip's waveform: `tensors.audio` has the layout's
+    /// `audio_samples` mono samples (zeros for a clip without audio), or is empty when the
+    /// layout stores none.
+    pub fn push_with_audio(
+        &mut self,
+        clip_id: &str,
+        tensors: ClipTensors<'_>,
+        label: u8,
+        audio_present: bool,
+        video_present: bool,
+        meta: ClipMeta,
+    ) -> Result<(), MediaError> {
+        let ClipTensors { frames, mel, audio } = tensors;
+        if audio.len() != self.layout.audio_samples {
+            return Err(MediaError::Invalid(format!(
+                "clip {clip_id}: audio has {} samples, the layout stores {}",
+                audio.len(),
+                self.layout.audio_samples
+            )));
+        }
         if clip_id.is_empty() {
             return Err(MediaError::Invalid("clip id must not be empty".into()));
         }
@@ -360,6 +428,10 @@ impl ShardWriter {
         for v in mel {
             self.mel.extend_from_slice(&v.to_le_bytes());
         }
+        self.audio.reserve(audio.len() * 4);
+        for v in audio {
+            self.audio.extend_from_slice(&v.to_le_bytes());
+        }
         self.labels.push(label);
         self.audio_present.push(u8::from(audio_present));
         self.video_present.push(u8::from(video_present));
@@ -394,23 +466,28 @@ impl ShardWriter {
         let ids = serde_json::to_string(&self.ids)
             .map_err(|e| MediaError::format(&path, format!("cannot serialise clip ids: {e}")))?;
         let metadata = std::collections::HashMap::from([(CLIP_IDS_KEY.to_string(), ids)]);
-        let bytes = safetensors::serialize(
-            [
-                ("frames", frames),
-                ("mel", mel),
-                ("label", label),
-                ("audio_present", ap),
-                ("video_present", vp),
-            ],
-            Some(metadata),
-        )
-        .map_err(ser_err)?;
+        let mut tensors = vec![
+            ("frames", frames),
+            ("mel", mel),
+            ("label", label),
+            ("audio_present", ap),
+            ("video_present", vp),
+        ];
+        if l.audio_samples > 0 {
+            tensors.push((
+                "audio",
+                TensorView::new(Dtype::F32, vec![n, l.audio_samples], &self.audio)
+                    .map_err(ser_err)?,
+            ));
+        }
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(ser_err)?;
         atomic_write(&path, &bytes)?;
         tracing::debug!(file = %path.display(), clips = n, bytes = bytes.len(), "wrote shard");
         self.shards.push(ShardEntry { file, clips: n });
         self.ids.clear();
         self.frames.clear();
         self.mel.clear();
+        self.audio.clear();
         self.labels.clear();
         self.audio_present.clear();
         self.video_present.clear();
@@ -442,6 +519,7 @@ impl ShardWriter {
             sample_rate: l.sample_rate,
             fps: l.fps,
             mel: l.mel,
+            audio_samples: l.audio_samples,
             num_clips: self.manifest.len(),
             shards: self.shards,
         };
@@ -549,6 +627,8 @@ pub struct ShardData {
     pub frames: Vec<u8>,
     /// f32 dB `[N, n_mels, mel_frames]`.
     pub mel: Vec<f32>,
+    /// f32 mono audio `[N, audio_samples]`; empty when the cache stores no waveform.
+    pub audio: Vec<f32>,
     /// `[N]`, 0 real / 1 fake.
     pub labels: Vec<u8>,
     /// `[N]`, 0/1.
@@ -619,6 +699,14 @@ pub fn read_shard(dir: &Path, index: &CacheIndex, shard: usize) -> Result<ShardD
     .chunks_exact(4)
     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
     .collect();
+    let audio = if index.audio_samples > 0 {
+        tensor(&st, &path, "audio", Dtype::F32, &[n, index.audio_samples])?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let labels = tensor(&st, &path, "label", Dtype::U8, &[n])?.to_vec();
     let audio_present = tensor(&st, &path, "audio_present", Dtype::U8, &[n])?.to_vec();
     let video_present = tensor(&st, &path, "video_present", Dtype::U8, &[n])?.to_vec();
@@ -659,6 +747,7 @@ pub fn read_shard(dir: &Path, index: &CacheIndex, shard: usize) -> Result<ShardD
         clip_ids,
         frames,
         mel,
+        audio,
         labels,
         audio_present,
         video_present,
@@ -676,6 +765,9 @@ pub struct SplitData {
     pub frames: Vec<u8>,
     /// f32 dB `[num_clips, n_mels, mel_frames]`.
     pub mel: Vec<f32>,
+    /// f32 mono audio `[num_clips, audio_samples]` (the index's `audio_samples`), the
+    /// samples each mel was computed from; empty when the cache stores no waveform.
+    pub audio: Vec<f32>,
     /// `[num_clips]`, 0 real / 1 fake.
     pub labels: Vec<u8>,
     /// `[num_clips]`, 0/1.
@@ -703,6 +795,7 @@ pub fn read_split(dir: &Path) -> Result<SplitData, MediaError> {
     }
     let mut frames = Vec::with_capacity(index.num_clips * index.frames_len());
     let mut mel = Vec::with_capacity(index.num_clips * index.mel_len());
+    let mut audio = Vec::with_capacity(index.num_clips * index.audio_samples);
     let mut labels = Vec::with_capacity(index.num_clips);
     let mut audio_present = Vec::with_capacity(index.num_clips);
     let mut video_present = Vec::with_capacity(index.num_clips);
@@ -756,6 +849,7 @@ pub fn read_split(dir: &Path) -> Result<SplitData, MediaError> {
         }
         frames.extend_from_slice(&data.frames);
         mel.extend_from_slice(&data.mel);
+        audio.extend_from_slice(&data.audio);
         labels.extend_from_slice(&data.labels);
         audio_present.extend_from_slice(&data.audio_present);
         video_present.extend_from_slice(&data.video_present);
@@ -766,6 +860,7 @@ pub fn read_split(dir: &Path) -> Result<SplitData, MediaError> {
         clips,
         frames,
         mel,
+        audio,
         labels,
         audio_present,
         video_present,

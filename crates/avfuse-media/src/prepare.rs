@@ -41,7 +41,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{
-    self, CacheIndex, CacheLayout, ClipMeta, INDEX_FILE, ManifestEntry, ShardWriter,
+    self, CacheIndex, CacheLayout, ClipMeta, ClipTensors, INDEX_FILE, ManifestEntry, ShardWriter,
 };
 use crate::dataset::{self, ClipSource};
 use crate::decode::{self, FrameSize, ReadOptions, SeekPolicy};
@@ -150,6 +150,9 @@ pub struct ProcessedClip {
     pub crops: Vec<u8>,
     /// Log-mel, f32 dB `[n_mels, mel_frames]`.
     pub mel: Vec<f32>,
+    /// The mono audio the mel was computed from (`audio_samples` samples, zeros where the
+    /// file has none).
+    pub audio: Vec<f32>,
     /// Whether the file has audio.
     pub audio_present: bool,
     /// The decoded clip's properties and frame choice.
@@ -268,6 +271,7 @@ impl ClipPipeline {
         Ok(ProcessedClip {
             crops,
             mel,
+            audio,
             audio_present,
             info: clip.info,
             frame_indices: clip.frame_indices,
@@ -423,8 +427,10 @@ fn write_done(
     let ser = |e: safetensors::SafeTensorError| MediaError::format(path, format!("{e}"));
     let frames = TensorView::new(Dtype::U8, vec![t, 3, s, s], &chw).map_err(ser)?;
     let mel = TensorView::new(Dtype::F32, vec![n_mels, mel_frames], &mel_bytes).map_err(ser)?;
+    let audio_bytes: Vec<u8> = p.audio.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let audio = TensorView::new(Dtype::F32, vec![p.audio.len()], &audio_bytes).map_err(ser)?;
     let bytes = safetensors::serialize(
-        [("frames", frames), ("mel", mel)],
+        [("frames", frames), ("mel", mel), ("audio", audio)],
         Some(std::collections::HashMap::from([(
             "clip".to_string(),
             meta_json,
@@ -438,6 +444,7 @@ struct DoneClip {
     meta: WorkMeta,
     frames: Vec<u8>,
     mel: Vec<f32>,
+    audio: Vec<f32>,
 }
 
 fn read_done(path: &Path, layout: &CacheLayout) -> Result<DoneClip, MediaError> {
@@ -475,7 +482,18 @@ fn read_done(path: &Path, layout: &CacheLayout) -> Result<DoneClip, MediaError> 
         .ok_or_else(|| MediaError::format(path, "no clip metadata"))?;
     let meta: WorkMeta = serde_json::from_str(meta_json)
         .map_err(|e| MediaError::format(path, format!("clip metadata: {e}")))?;
-    Ok(DoneClip { meta, frames, mel })
+    // A work file left by an interrupted run of a version that cached no waveform has no
+    // `audio` tensor: the error names the file (remove the split's work directory to redo).
+    let audio = get("audio", Dtype::F32, &[layout.audio_samples])?
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(DoneClip {
+        meta,
+        frames,
+        mel,
+        audio,
+    })
 }
 
 fn split_dir(opts: &PrepareOptions, split: &str) -> PathBuf {
@@ -543,6 +561,7 @@ pub fn prepare(
         sample_rate: opts.mel.sample_rate,
         fps: opts.fps,
         mel: opts.mel.clone(),
+        audio_samples: pipeline.audio_samples(),
     };
     layout.validate()?;
     for c in clips {
@@ -702,10 +721,13 @@ pub fn prepare(
                 continue;
             }
             let d = read_done(&dp, &layout)?;
-            writer.push(
+            writer.push_with_audio(
                 &d.meta.clip_id,
-                &d.frames,
-                &d.mel,
+                ClipTensors {
+                    frames: &d.frames,
+                    mel: &d.mel,
+                    audio: &d.audio,
+                },
                 d.meta.label,
                 d.meta.audio_present,
                 true,
@@ -830,12 +852,15 @@ pub fn merge_parts(out: &Path, n: usize) -> Result<Vec<CacheIndex>, MediaError> 
             let Some((_, data)) = &p.shard else {
                 return Err(MediaError::Invalid("internal: shard not loaded".into()));
             };
-            let (fl, ml) = (layout.frames_len(), layout.mel_len());
+            let (fl, ml, al) = (layout.frames_len(), layout.mel_len(), layout.audio_samples);
             let k = m.index_in_shard;
-            writer.push(
+            writer.push_with_audio(
                 &m.clip_id,
-                &data.frames[k * fl..(k + 1) * fl],
-                &data.mel[k * ml..(k + 1) * ml],
+                ClipTensors {
+                    frames: &data.frames[k * fl..(k + 1) * fl],
+                    mel: &data.mel[k * ml..(k + 1) * ml],
+                    audio: &data.audio[k * al..(k + 1) * al],
+                },
                 m.label,
                 m.audio_present,
                 m.video_present,

@@ -34,7 +34,7 @@ use rustfft::{Fft, FftPlanner};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::cache::{CacheLayout, ClipMeta, INDEX_FILE, MANIFEST_FILE, ShardWriter};
+use crate::cache::{CacheLayout, ClipMeta, ClipTensors, INDEX_FILE, MANIFEST_FILE, ShardWriter};
 use crate::error::MediaError;
 use crate::mel::{LogMel, MelConfig};
 
@@ -1082,10 +1082,13 @@ pub fn synth_split(
                     seed: clip.seed,
                     details: clip.details,
                 };
-                writer.push(
+                writer.push_with_audio(
                     &format!("{split}-{:06}", start + j),
-                    &clip.frames,
-                    &clip.mel,
+                    ClipTensors {
+                        frames: &clip.frames,
+                        mel: &clip.mel,
+                        audio: &clip.audio,
+                    },
                     clip.kind.label(),
                     true,
                     true,

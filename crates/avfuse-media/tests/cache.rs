@@ -157,6 +157,7 @@ fn shard_header_has_exactly_one_metadata_key() {
         ("label", "U8", vec![3]),
         ("audio_present", "U8", vec![3]),
         ("video_present", "U8", vec![3]),
+        ("audio", "F32", vec![3, cfg().audio_samples()]),
     ] {
         assert_eq!(obj[name]["dtype"], dtype, "{name}");
         assert_eq!(obj[name]["shape"], serde_json::json!(shape), "{name}");
@@ -182,6 +183,7 @@ fn shard_header_has_exactly_one_metadata_key() {
             "sample_rate",
             "fps",
             "mel",
+            "audio_samples",
             "num_clips",
             "shards"
         ]
@@ -242,11 +244,17 @@ fn shape_and_count_mismatches_are_named() {
         "{msg}"
     );
 
-    // Index claims another mel length.
+    // Index claims another mel length (and the audio length that goes with it: 6 hops).
     let mf = cfg().mel_frames();
+    let hop = cfg().mel.hop_length;
     fs::write(
         &index_path,
-        original.replace(&format!("\"mel_frames\": {mf}"), "\"mel_frames\": 7"),
+        original
+            .replace(&format!("\"mel_frames\": {mf}"), "\"mel_frames\": 7")
+            .replace(
+                &format!("\"audio_samples\": {}", cfg().audio_samples()),
+                &format!("\"audio_samples\": {}", 6 * hop),
+            ),
     )
     .unwrap();
     let msg = read_split(&dir).unwrap_err().to_string();
@@ -308,7 +316,11 @@ fn writer_writes_index_last_and_validates_input() {
     let cfg = cfg();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("w");
-    let layout = CacheLayout::from_synth(&cfg);
+    // No waveform stored: `push` takes frames and mel only.
+    let layout = CacheLayout {
+        audio_samples: 0,
+        ..CacheLayout::from_synth(&cfg)
+    };
     let mut w = ShardWriter::create(&dir, "w", layout.clone(), 2).unwrap();
     let frames = vec![7u8; layout.frames_len()];
     let mel = vec![-10.0f32; layout.mel_len()];

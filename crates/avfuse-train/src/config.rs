@@ -56,8 +56,10 @@ pub struct DatasetConfig {
     /// Training-time augmentation of the training split (off when absent; `augment: {}`
     /// turns it on with the defaults of [`AugmentConfig`]). Seeded per epoch and clip from
     /// `training.seed`, so a resumed run sees the same augmented clips. Video: flip, random
-    /// resized crop, colour jitter, blur, pixel noise, JPEG compression; audio (on the
-    /// cached log-mel): gain and SpecAugment masks. Never applied to validation or test.
+    /// resized crop, colour jitter, blur, pixel noise, JPEG compression; audio: noise at an
+    /// SNR and pitch shift on the cached waveform (log-mel recomputed; skipped with a warning
+    /// for caches that store no waveform), gain and SpecAugment masks. Never applied to
+    /// validation or test.
     pub augment: Option<AugmentConfig>,
     /// Multi-class training: the class names, a clip's class being the position of its
     /// manifest `kind` (`meta.json`'s `kind`, the synthetic kinds `real`, `desync`,

@@ -15,8 +15,9 @@
 //!   is encoded as a baseline 4:2:0 JPEG at that quality and decoded again
 //!   (`avfuse_media::augment::jpeg_compress`), the artefact of re-uploaded social-media
 //!   video.
-//! - `audio_snr`: signal-to-noise ratio in dB of added white noise. The cache holds log-mel
-//!   (dB), not waveforms, so the noise is added in the mel power domain: white noise has the
+//! - `audio_snr`: signal-to-noise ratio in dB of added white noise, added in the mel power
+//!   domain of the cached log-mel (dB) so that it works on every cache, including those
+//!   written before waveforms were stored: white noise has the
 //!   same expected power in every Slaney-normalised mel band, so a clip with mean mel power
 //!   `S` gets `P' = P + S * 10^(-SNR/10)` in every bin (the expectation of the noise's
 //!   periodogram; its frame-to-frame fluctuation is not modelled), then back to dB.

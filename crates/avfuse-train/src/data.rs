@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use avfuse_media::MediaError;
 use avfuse_media::augment::AugmentConfig;
 use avfuse_media::cache::{SplitData, read_split};
+use avfuse_media::mel::LogMel;
 use avfuse_models::{AvInput, Modality};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -96,6 +97,9 @@ pub struct Dataset {
     /// Training target per clip: the binary label (0 real, 1 fake), or with
     /// [`Dataset::set_classes`] the class index.
     pub targets: Vec<u8>,
+    /// The cache's log-mel extractor when it stores waveforms: waveform augmentations
+    /// recompute each augmented clip's mel from its samples with it.
+    logmel: Option<std::sync::Arc<LogMel>>,
 }
 
 impl Dataset {
@@ -136,7 +140,15 @@ impl Dataset {
             )));
         }
         let per_step = (ix.mel_frames - 1) / ix.frames;
+        let logmel = if ix.audio_samples > 0 {
+            Some(std::sync::Arc::new(
+                LogMel::new(&ix.mel).map_err(|e| bad(format!("index.json mel settings: {e}")))?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
+            logmel,
             dir: dir.to_path_buf(),
             layout: Layout {
                 frames: ix.frames,
@@ -339,16 +351,54 @@ impl Dataset {
         }
     }
 
+    /// Whether waveform augmentations (noise at an SNR, pitch shift) apply to this split:
+    /// the policy has them and the cache stores waveforms.
+    pub fn waveform_augmentation(&self, policy: &AugmentConfig) -> bool {
+        policy.needs_waveform() && self.logmel.is_some()
+    }
+
     /// Clip `i`'s mel, augmented if asked, cut to the used mel frames and normalised by
     /// `norm`, into `out` (`[n_mels, T * mel_frames_per_step]`).
+    ///
+    /// With waveform augmentations ([`Dataset::waveform_augmentation`]) the clip's cached
+    /// samples are augmented (pitch, noise at an SNR, gain) and its log-mel recomputed with
+    /// the cache's own settings, then SpecAugment-masked; otherwise the cached log-mel gets
+    /// the gain (a dB offset) and the masks.
     fn fill_mel(&self, i: usize, out: &mut [f32], norm: &Normalizer, augment: Option<&Augment>) {
         let l = &self.layout;
         let used = l.frames * l.mel_frames_per_step;
         let per = l.n_mels * l.mel_frames;
         let src = &self.data.mel[i * per..(i + 1) * per];
-        let src = augmented(src, i, "mel", augment, |a, v| {
-            a.policy.log_mel(v, l.n_mels, l.mel_frames, a.clip_seed(i))
-        });
+        let src = match (augment, &self.logmel) {
+            (Some(a), Some(logmel)) if a.policy.needs_waveform() => {
+                let n = self.data.index.audio_samples;
+                let mut wave = self.data.audio[i * n..(i + 1) * n].to_vec();
+                let seed = a.clip_seed(i);
+                match a.policy.audio(&mut wave, seed).and_then(|()| {
+                    let mut mel = logmel.compute(&wave);
+                    a.policy
+                        .mel(&mut mel, l.n_mels, l.mel_frames, seed)
+                        .map(|()| mel)
+                }) {
+                    Ok(mel) if mel.len() == per => Cow::Owned(mel),
+                    Ok(mel) => {
+                        tracing::warn!(
+                            clip = i,
+                            "waveform augmentation skipped: {} mel values, expected {per}",
+                            mel.len()
+                        );
+                        Cow::Borrowed(src)
+                    }
+                    Err(e) => {
+                        tracing::warn!(clip = i, "waveform augmentation skipped: {e}");
+                        Cow::Borrowed(src)
+                    }
+                }
+            }
+            _ => augmented(src, i, "mel", augment, |a, v| {
+                a.policy.log_mel(v, l.n_mels, l.mel_frames, a.clip_seed(i))
+            }),
+        };
         for band in 0..l.n_mels {
             let s = &src[band * l.mel_frames..band * l.mel_frames + used];
             for (d, &v) in out[band * used..(band + 1) * used].iter_mut().zip(s) {

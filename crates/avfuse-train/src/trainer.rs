@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::config::SchedulerKind;
@@ -378,6 +378,17 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
         classes,
     )?);
     let val_ds = Dataset::load_with_classes(&opts.data_root.join(&cfg.dataset.val_split), classes)?;
+    if let Some(a) = &cfg.dataset.augment
+        && a.needs_waveform()
+        && !train_ds.waveform_augmentation(a)
+    {
+        warn!(
+            split = %train_ds.dir.display(),
+            "dataset.augment.audio_noise_p / pitch_p need a cache that stores waveforms (one \
+             written by this version's `avfuse prepare` or `avfuse synth`); this one holds only \
+             log-mels, so those two are skipped and gain and masks apply to the cached log-mel"
+        );
+    }
     val_ds.check_layout(&train_ds.layout)?;
     let model_cfg = cfg.model_config();
     if train_ds.layout.mel_frames_per_step != model_cfg.mel_frames_per_step() {
