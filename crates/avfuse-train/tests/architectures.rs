@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use avfuse_media::synth::{SynthConfig, synth_split};
+mod common;
 use avfuse_models::AvInput;
 use avfuse_train::checkpoint::Checkpoint;
 use avfuse_train::config::Config;
@@ -17,35 +17,11 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
 
 fn tiny_data(root: &Path) {
-    let cfg = SynthConfig {
-        frames: 4,
-        image_size: 32,
-        ..SynthConfig::default()
-    };
-    synth_split(&cfg, root, "train", 16, 5, 16, &|_| {}).unwrap();
-    synth_split(&cfg, root, "val", 8, 5, 16, &|_| {}).unwrap();
+    common::tiny_data(root, 16, 8);
 }
 
 fn config(extra: &[&str]) -> Result<Config, avfuse_train::TrainError> {
-    let sets: Vec<String> = [
-        "dataset.synth.frames=4",
-        "dataset.synth.image_size=32",
-        "model.video.channels=[4, 8]",
-        "model.video.embed_dim=8",
-        "model.audio.channels=[4, 8]",
-        "model.audio.embed_dim=8",
-        "fusion.dim=8",
-        "model.head.hidden=8",
-        "training.batch_size=8",
-        "training.epochs=1",
-        "training.early_stopping.patience=0",
-        "logging.progress=false",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
-    Config::load(None, &sets)
+    common::tiny_config(&[&["training.epochs=1"], extra].concat())
 }
 
 const ARCH: [&str; 7] = [

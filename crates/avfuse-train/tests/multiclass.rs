@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use avfuse_media::cache::read_manifest;
-use avfuse_media::synth::{SynthConfig, synth_split};
+mod common;
 use avfuse_train::checkpoint::Checkpoint;
 use avfuse_train::config::Config;
 use avfuse_train::data::{Dataset, ModalitySet};
@@ -18,37 +18,16 @@ use burn::tensor::Device;
 const KINDS: [&str; 4] = ["real", "desync", "visual_manipulation", "audio_swap"];
 
 fn tiny_data(root: &Path) {
-    let cfg = SynthConfig {
-        frames: 4,
-        image_size: 32,
-        ..SynthConfig::default()
-    };
-    synth_split(&cfg, root, "train", 24, 5, 16, &|_| {}).unwrap();
-    synth_split(&cfg, root, "val", 12, 5, 16, &|_| {}).unwrap();
+    common::tiny_data(root, 24, 12);
 }
 
 fn config(extra: &[&str]) -> Result<Config, avfuse_train::TrainError> {
-    let sets: Vec<String> = [
-        "dataset.synth.frames=4",
-        "dataset.synth.image_size=32",
+    let multiclass = [
         "dataset.classes=[real, desync, visual_manipulation, audio_swap]",
-        "model.video.channels=[4, 8]",
-        "model.video.embed_dim=8",
-        "model.audio.channels=[4, 8]",
-        "model.audio.embed_dim=8",
-        "fusion.dim=8",
-        "model.head.hidden=8",
-        "training.batch_size=8",
         "training.epochs=2",
         "training.early_stopping.metric=f1",
-        "training.early_stopping.patience=0",
-        "logging.progress=false",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
-    Config::load(None, &sets)
+    ];
+    common::tiny_config(&[&multiclass[..], extra].concat())
 }
 
 #[test]

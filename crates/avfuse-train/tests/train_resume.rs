@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use avfuse_media::synth::{SynthConfig, synth_split};
+mod common;
 use avfuse_train::checkpoint::Checkpoint;
 use avfuse_train::config::Config;
 use avfuse_train::trainer::{files, load_model};
@@ -43,35 +43,12 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn tiny_data(root: &Path) {
-    let cfg = SynthConfig {
-        frames: 4,
-        image_size: 32,
-        ..SynthConfig::default()
-    };
-    synth_split(&cfg, root, "train", 24, 5, 16, &|_| {}).unwrap();
-    synth_split(&cfg, root, "val", 12, 5, 16, &|_| {}).unwrap();
+    common::tiny_data(root, 24, 12);
 }
 
 fn tiny_config(epochs: usize) -> Config {
-    let sets: Vec<String> = [
-        "dataset.synth.frames=4",
-        "dataset.synth.image_size=32",
-        "model.video.channels=[4, 8]",
-        "model.video.embed_dim=8",
-        "model.audio.channels=[4, 8]",
-        "model.audio.embed_dim=8",
-        "fusion.dim=8",
-        "fusion.modality_dropout_prob=0.3",
-        "model.head.hidden=8",
-        "training.batch_size=8",
-        "training.early_stopping.patience=0",
-        "logging.progress=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("training.epochs={epochs}")])
-    .collect();
-    Config::load(None, &sets).unwrap()
+    let epochs = format!("training.epochs={epochs}");
+    common::tiny_config(&["fusion.modality_dropout_prob=0.3", &epochs]).unwrap()
 }
 
 fn opts(data: &Path, out: &Path, resume: bool) -> TrainOptions {
