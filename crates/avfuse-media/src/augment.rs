@@ -484,6 +484,14 @@ pub struct AugmentConfig {
     pub pitch_p: f32,
     /// See `pitch_p`.
     pub pitch_semitones: f32,
+    /// Probability of a time shift of the audio (default 0: off) by up to +-`shift_ms`
+    /// milliseconds (default 40, one frame at 25 fps), zero-filled. Off by default because
+    /// shifting a real clip's audio against its video is exactly what an audio-video
+    /// desynchronisation fake looks like: keep `shift_ms` below the sync offsets the
+    /// detector must catch.
+    pub shift_p: f32,
+    /// See `shift_p`.
+    pub shift_ms: f32,
     /// SpecAugment: time masks (count, max width in frames), default (2, 10).
     pub time_masks: (usize, usize),
     /// SpecAugment: frequency masks (count, max width in bins), default (2, 8).
@@ -509,6 +517,8 @@ impl Default for AugmentConfig {
             gain_db: 6.0,
             pitch_p: 0.2,
             pitch_semitones: 2.0,
+            shift_p: 0.0,
+            shift_ms: 40.0,
             time_masks: (2, 10),
             freq_masks: (2, 8),
         }
@@ -597,13 +607,14 @@ impl AugmentConfig {
     }
 
     /// Whether the policy has waveform augmentations ([`AugmentConfig::audio`]: noise at an
-    /// SNR, pitch shift), which need the audio samples rather than a log-mel.
+    /// SNR, pitch shift, time shift), which need the audio samples rather than a log-mel.
     pub fn needs_waveform(&self) -> bool {
-        self.audio_noise_p > 0.0 || self.pitch_p > 0.0
+        self.audio_noise_p > 0.0 || self.pitch_p > 0.0 || self.shift_p > 0.0
     }
 
-    /// Augments mono audio in place (noise, gain, pitch), drawing everything from `seed`.
-    pub fn audio(&self, audio: &mut [f32], seed: u64) -> Result<(), MediaError> {
+    /// Augments mono audio at `sample_rate` Hz in place (pitch, noise, gain, time shift),
+    /// drawing everything from `seed`.
+    pub fn audio(&self, audio: &mut [f32], sample_rate: u32, seed: u64) -> Result<(), MediaError> {
         let mut r = rng(seed ^ 0x4155_4449_4f00_0000);
         if uniform(&mut r, 0.0, 1.0) < f64::from(self.pitch_p) {
             let st = uniform(
@@ -620,6 +631,11 @@ impl AugmentConfig {
         }
         let g = uniform(&mut r, -f64::from(self.gain_db), f64::from(self.gain_db));
         gain_db(audio, g as f32);
+        // Drawn last, so the draws above are those of a policy without time shift.
+        if uniform(&mut r, 0.0, 1.0) < f64::from(self.shift_p) {
+            let max = f64::from(self.shift_ms) * 1e-3 * f64::from(sample_rate);
+            time_shift(audio, uniform(&mut r, -max, max).round() as i64);
+        }
         Ok(())
     }
 
@@ -934,9 +950,30 @@ mod tests {
         assert_ne!(a, c);
         let x: Vec<f32> = (0..4000).map(|i| (i as f32 * 0.03).sin()).collect();
         let (mut a, mut b) = (x.clone(), x.clone());
-        cfg.audio(&mut a, 3).unwrap();
-        cfg.audio(&mut b, 3).unwrap();
+        cfg.audio(&mut a, 16_000, 3).unwrap();
+        cfg.audio(&mut b, 16_000, 3).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, x);
+        // Time shift: drawn after everything else, so with no gain and nothing else the
+        // output is the input moved by a whole number of samples, zero-filled.
+        let shift = AugmentConfig {
+            audio_noise_p: 0.0,
+            pitch_p: 0.0,
+            gain_db: 0.0,
+            shift_p: 1.0,
+            shift_ms: 50.0,
+            ..AugmentConfig::default()
+        };
+        assert!(shift.needs_waveform());
+        let mut s = x.clone();
+        shift.audio(&mut s, 16_000, 5).unwrap();
+        let k = (-800i64..=800)
+            .find(|&k| {
+                let mut y = x.clone();
+                time_shift(&mut y, k);
+                y == s
+            })
+            .expect("a pure shift of at most 50 ms");
+        assert_ne!(k, 0, "seed 5 draws a non-zero shift");
     }
 }

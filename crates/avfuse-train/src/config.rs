@@ -760,6 +760,7 @@ fn validate_augment(a: &AugmentConfig) -> Result<()> {
         ("jpeg_p", a.jpeg_p),
         ("audio_noise_p", a.audio_noise_p),
         ("pitch_p", a.pitch_p),
+        ("shift_p", a.shift_p),
     ] {
         check_unit(&format!("dataset.augment.{key}"), f64::from(p))?;
     }
@@ -811,6 +812,7 @@ fn validate_augment(a: &AugmentConfig) -> Result<()> {
         ("noise_std", a.noise_std, 255.0),
         ("gain_db", a.gain_db, 60.0),
         ("pitch_semitones", a.pitch_semitones, 12.0),
+        ("shift_ms", a.shift_ms, 1000.0),
     ] {
         if !(v.is_finite() && (0.0..=max).contains(&v)) {
             return Err(range_err(

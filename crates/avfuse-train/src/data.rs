@@ -351,7 +351,8 @@ impl Dataset {
         }
     }
 
-    /// Whether waveform augmentations (noise at an SNR, pitch shift) apply to this split:
+    /// Whether waveform augmentations (noise at an SNR, pitch shift, time shift) apply to
+    /// this split:
     /// the policy has them and the cache stores waveforms.
     pub fn waveform_augmentation(&self, policy: &AugmentConfig) -> bool {
         policy.needs_waveform() && self.logmel.is_some()
@@ -361,7 +362,8 @@ impl Dataset {
     /// `norm`, into `out` (`[n_mels, T * mel_frames_per_step]`).
     ///
     /// With waveform augmentations ([`Dataset::waveform_augmentation`]) the clip's cached
-    /// samples are augmented (pitch, noise at an SNR, gain) and its log-mel recomputed with
+    /// samples are augmented (pitch, noise at an SNR, gain, time shift) and its log-mel
+    /// recomputed with
     /// the cache's own settings, then SpecAugment-masked; otherwise the cached log-mel gets
     /// the gain (a dB offset) and the masks.
     fn fill_mel(&self, i: usize, out: &mut [f32], norm: &Normalizer, augment: Option<&Augment>) {
@@ -374,7 +376,8 @@ impl Dataset {
                 let n = self.data.index.audio_samples;
                 let mut wave = self.data.audio[i * n..(i + 1) * n].to_vec();
                 let seed = a.clip_seed(i);
-                match a.policy.audio(&mut wave, seed).and_then(|()| {
+                let rate = self.data.index.sample_rate;
+                match a.policy.audio(&mut wave, rate, seed).and_then(|()| {
                     let mut mel = logmel.compute(&wave);
                     a.policy
                         .mel(&mut mel, l.n_mels, l.mel_frames, seed)

@@ -384,9 +384,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
     {
         warn!(
             split = %train_ds.dir.display(),
-            "dataset.augment.audio_noise_p / pitch_p need a cache that stores waveforms (one \
+            "dataset.augment.audio_noise_p / pitch_p / shift_p need a cache that stores waveforms (one \
              written by this version's `avfuse prepare` or `avfuse synth`); this one holds only \
-             log-mels, so those two are skipped and gain and masks apply to the cached log-mel"
+             log-mels, so those are skipped and gain and masks apply to the cached log-mel"
         );
     }
     val_ds.check_layout(&train_ds.layout)?;
