@@ -153,6 +153,8 @@ fn video_id(clip: &ManifestEntry) -> Option<&str> {
 ///   (video) and setting, columns `id, video_id, label, score, pred, modality_set,
 ///   corruption`;
 /// - `robustness.{md,csv,json}`: the metrics of every setting;
+/// - multi-class checkpoints: `predictions_classes.csv`, one row per clip and setting with
+///   columns `id, modality_set, corruption, class, pred_class, p_<class>...`;
 /// - with `plots`: `plots/roc.png`, `plots/pr.png` (one curve per modality set),
 ///   `plots/robustness_<kind>.png` (AUC against the level) and, when the checkpoint lies in
 ///   a run directory with a `metrics.jsonl`, `plots/training_curves.png`.
@@ -210,6 +212,8 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
     let mut sample_out = Vec::new();
     let mut video_out = Vec::new();
     let mut clean_scores: Vec<(ModalitySet, Vec<f64>)> = Vec::new();
+    let classes = &ckpt.meta.labels;
+    let mut class_rows: Vec<Vec<String>> = Vec::new();
     for (set, corruption) in &settings {
         let label = corruption.map_or_else(|| "none".to_string(), |c| c.label());
         pb.set_message(format!("{} {label}", set.name()));
@@ -236,6 +240,25 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
                 score: p,
             })
             .collect();
+        if let Some(preds_k) = preds.multiclass_predictions()? {
+            let k = preds.num_classes;
+            for (i, clip) in ds.data.clips.iter().enumerate() {
+                let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| c.to_string());
+                let mut row = vec![
+                    clip.clip_id.clone(),
+                    set.name().to_string(),
+                    label.clone(),
+                    name(usize::from(ds.targets[i])),
+                    name(preds_k[i]),
+                ];
+                row.extend(
+                    preds.class_probs[i * k..(i + 1) * k]
+                        .iter()
+                        .map(|p| p.to_string()),
+                );
+                class_rows.push(row);
+            }
+        }
         let levels = level_reports(&samples, opts.aggregation, threshold)?;
         let videos = aggregate_videos(&samples, opts.aggregation)?;
         sample_out.extend(sample_rows(&samples, threshold, set.name(), &label));
@@ -297,6 +320,11 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
     write_robustness_markdown(&out.join("robustness.md"), &robustness)?;
     write_robustness_csv(&out.join("robustness.csv"), &robustness)?;
     write_robustness_json(&out.join("robustness.json"), &robustness)?;
+    if !class_rows.is_empty() {
+        let path = out.join("predictions_classes.csv");
+        write_class_rows(&path, classes, &class_rows)?;
+        files.push("predictions_classes.csv".into());
+    }
     if opts.plots {
         files.extend(write_plots(
             out,
@@ -326,6 +354,26 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
         .map_err(|e| TrainError::Config(format!("eval.json: {e}")))?;
     atomic_write(&out.join("eval.json"), &json)?;
     Ok(report)
+}
+
+/// `predictions_classes.csv` of a multi-class checkpoint: per clip and setting the true and
+/// the arg-max class and every class probability (`p_<class>` columns, in label order).
+fn write_class_rows(path: &Path, classes: &[String], rows: &[Vec<String>]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| TrainError::Config(format!("{}: {e}", path.display()));
+    let mut header: Vec<String> = ["id", "modality_set", "corruption", "class", "pred_class"]
+        .map(String::from)
+        .to_vec();
+    header.extend(classes.iter().map(|c| format!("p_{c}")));
+    w.write_record(&header).map_err(csv_err)?;
+    for r in rows {
+        w.write_record(r).map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| TrainError::Config(format!("{}: {}", path.display(), e.error())))?;
+    atomic_write(path, &bytes)?;
+    Ok(())
 }
 
 /// Per-kind statistics of one setting's scores.

@@ -52,12 +52,20 @@ impl Predictions {
     /// matrix of the arg-max class against `targets` ([`Dataset::targets`]); `None` for a
     /// binary head.
     pub fn multiclass(&self, targets: &[u8]) -> Result<Option<MulticlassReport>> {
+        let Some(preds) = self.multiclass_predictions()? else {
+            return Ok(None);
+        };
+        let labels: Vec<usize> = targets.iter().map(|&t| usize::from(t)).collect();
+        Ok(Some(multiclass_report(&labels, &preds, self.num_classes)?))
+    }
+
+    /// Multi-class heads: the arg-max class of each clip (the first on ties); `None` for a
+    /// binary head.
+    pub fn multiclass_predictions(&self) -> Result<Option<Vec<usize>>> {
         if self.num_classes < 2 {
             return Ok(None);
         }
-        let preds = argmax_rows(&self.class_probs, self.num_classes)?;
-        let labels: Vec<usize> = targets.iter().map(|&t| usize::from(t)).collect();
-        Ok(Some(multiclass_report(&labels, &preds, self.num_classes)?))
+        Ok(Some(argmax_rows(&self.class_probs, self.num_classes)?))
     }
 }
 

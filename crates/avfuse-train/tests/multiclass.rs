@@ -106,6 +106,21 @@ fn kinds_as_classes_train_and_evaluate() {
         table.contains("macro-F1") && table.contains("audio_swap"),
         "{table}"
     );
+    // Per-clip classes: one row per clip and modality set, probabilities summing to 1.
+    let csv = std::fs::read_to_string(tmp.path().join("eval/predictions_classes.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "id,modality_set,corruption,class,pred_class,p_real,p_desync,p_visual_manipulation,p_audio_swap"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3 * ds.len());
+    for r in &rows {
+        assert!(KINDS.contains(&r[3]) && KINDS.contains(&r[4]), "{r:?}");
+        let sum: f64 = r[5..].iter().map(|p| p.parse::<f64>().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-9, "{r:?}");
+    }
+    assert!(report.files.iter().any(|f| f == "predictions_classes.csv"));
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("eval/eval.json")).unwrap()).unwrap();
     assert_eq!(
