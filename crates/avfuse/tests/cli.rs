@@ -535,7 +535,8 @@ fn prepare_without_ffmpeg_says_how_to_rebuild() {
 }
 
 /// `prepare` on real (fixture) videos: a cache split with an index, the corrupt file
-/// skipped and reported, a rerun finds everything done; `check-shortcuts` reports by label.
+/// skipped and reported, a rerun finds everything done; `check-shortcuts` reports by label;
+/// `train` runs an epoch on the cache with waveform augmentation.
 #[cfg(feature = "ffmpeg")]
 #[test]
 fn prepare_and_check_shortcuts_on_fixture_videos() {
@@ -605,4 +606,32 @@ fn prepare_and_check_shortcuts_on_fixture_videos() {
     );
     assert_eq!(rep["failed"].as_array().unwrap().len(), 1, "{text}");
     assert_eq!(rep["by_label"]["1"]["no_audio"], 1, "{text}");
+    // The cache of real decoded clips trains: one epoch (val = train here), with waveform
+    // augmentation (noise, pitch) reading the audio samples the cache stores.
+    assert_eq!(index["audio_samples"], 4 * 640, "{index}");
+    let run = dir.path().join("run");
+    let r = run.display().to_string();
+    let mut train = vec!["train", "--data", &c, "--out", &r, "--no-progress"];
+    for set in [
+        "dataset.val_split=train",
+        "dataset.augment={audio_noise_p: 1.0, pitch_p: 1.0}",
+        "model.video.channels=[4, 8]",
+        "model.video.embed_dim=8",
+        "model.audio.channels=[4, 8]",
+        "model.audio.embed_dim=8",
+        "fusion.dim=8",
+        "model.head.hidden=8",
+        "training.batch_size=2",
+        "training.epochs=1",
+    ] {
+        train.extend(["--set", set]);
+    }
+    let out = avfuse(&train);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 1, "{metrics}");
 }
