@@ -22,10 +22,9 @@
 //! rows are not measured here.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use avfuse_bench::{machine, run_python_json, torch_python, write_json};
+use avfuse_bench::{machine, median_ms, run_python_json, torch_python, write_json};
 use avfuse_models::resnet::{ResNet, ResNetConfig};
 use avfuse_nn::dropout::{Dropout, DropoutConfig};
 use burn::module::Module;
@@ -89,20 +88,12 @@ fn avfuse_step_ms(batch: usize, size: usize, steps: usize) -> Result<f64> {
     let y: Vec<i64> = (0..batch as i64).map(|i| i % 1000).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(y, [batch]), &dev);
     let loss_fn = CrossEntropyLossConfig::new().init(&dev);
-    let mut times = Vec::new();
-    for step in 0..=steps {
-        let t = Instant::now();
+    let ms = median_ms(1, steps, || {
         let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        drop(grads);
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        eprintln!("avfuse resnet18 batch {batch} {size}x{size} step {step}: {ms:.1} ms");
-        if step > 0 {
-            times.push(ms);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+        drop(GradientsParams::from_grads(loss.backward(), &model));
+    });
+    eprintln!("avfuse resnet18 batch {batch} {size}x{size}: median {ms:.1} ms/step");
+    Ok(ms)
 }
 
 /// One block of the reference's mel CNN: 3x3 conv (bias), BatchNorm, ReLU, then a 2x2 max
@@ -203,7 +194,7 @@ impl AvReference {
 fn avfuse_av_step_ms(b: usize, t: usize, res: usize, steps: usize) -> Result<f64> {
     let dev = Device::flex().autodiff();
     dev.seed(0);
-    let mut model = AvReference::new(&dev)?;
+    let model = AvReference::new(&dev)?;
     let mut optim = AdamWConfig::new().init();
     let wave = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * k).sin()).collect() };
     let video = Tensor::<5>::from_data(
@@ -227,21 +218,19 @@ fn avfuse_av_step_ms(b: usize, t: usize, res: usize, steps: usize) -> Result<f64
         rng ^= rng << 17;
         (rng >> 11) as f64 / (1u64 << 53) as f64
     };
-    let mut times = Vec::new();
-    for step in 0..=steps {
+    // The optimiser step consumes the model and returns the updated one.
+    let mut model = Some(model);
+    let ms = median_ms(1, steps, || {
         let drop = (uniform() < 0.3).then(|| usize::from(uniform() >= 0.5));
-        let t0 = Instant::now();
-        let loss = loss_fn.forward(model.forward(video.clone(), mel.clone(), drop), y.clone());
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model, grads);
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        eprintln!("avfuse av model batch {b} step {step}: {ms:.1} ms");
-        if step > 0 {
-            times.push(ms);
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+        let Some(m) = model.take() else {
+            unreachable!("the model is put back after every step")
+        };
+        let loss = loss_fn.forward(m.forward(video.clone(), mel.clone(), drop), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        model = Some(optim.step(1e-4, m, grads));
+    });
+    eprintln!("avfuse av model batch {b}: median {ms:.1} ms/step");
+    Ok(ms)
 }
 
 /// `/proc/loadavg`'s 1-minute load (other processes compete for the same cores).

@@ -371,32 +371,25 @@ impl Dataset {
         let used = l.frames * l.mel_frames_per_step;
         let per = l.n_mels * l.mel_frames;
         let src = &self.data.mel[i * per..(i + 1) * per];
-        let src = match (augment, &self.logmel) {
-            (Some(a), Some(logmel)) if a.policy.needs_waveform() => {
-                let n = self.data.index.audio_samples;
-                let mut wave = self.data.audio[i * n..(i + 1) * n].to_vec();
-                let seed = a.clip_seed(i);
-                let rate = self.data.index.sample_rate;
-                match a.policy.audio(&mut wave, rate, seed).and_then(|()| {
-                    let mut mel = logmel.compute(&wave);
+        let src = match &self.logmel {
+            Some(logmel) if augment.is_some_and(|a| a.policy.needs_waveform()) => {
+                augmented(src, i, "waveform", augment, |a, v| {
+                    let n = self.data.index.audio_samples;
+                    let mut wave = self.data.audio[i * n..(i + 1) * n].to_vec();
+                    let seed = a.clip_seed(i);
                     a.policy
-                        .mel(&mut mel, l.n_mels, l.mel_frames, seed)
-                        .map(|()| mel)
-                }) {
-                    Ok(mel) if mel.len() == per => Cow::Owned(mel),
-                    Ok(mel) => {
-                        tracing::warn!(
-                            clip = i,
-                            "waveform augmentation skipped: {} mel values, expected {per}",
-                            mel.len()
-                        );
-                        Cow::Borrowed(src)
+                        .audio(&mut wave, self.data.index.sample_rate, seed)?;
+                    let mel = logmel.compute(&wave);
+                    if mel.len() != v.len() {
+                        return Err(MediaError::Invalid(format!(
+                            "{} mel values from {n} samples, expected {}",
+                            mel.len(),
+                            v.len()
+                        )));
                     }
-                    Err(e) => {
-                        tracing::warn!(clip = i, "waveform augmentation skipped: {e}");
-                        Cow::Borrowed(src)
-                    }
-                }
+                    v.copy_from_slice(&mel);
+                    a.policy.mel(v, l.n_mels, l.mel_frames, seed)
+                })
             }
             _ => augmented(src, i, "mel", augment, |a, v| {
                 a.policy.log_mel(v, l.n_mels, l.mel_frames, a.clip_seed(i))

@@ -28,7 +28,7 @@ use crate::checkpoint::Checkpoint;
 use crate::corrupt::{Corruption, CorruptionKind, default_corruptions};
 use crate::data::{Dataset, ModalitySet};
 use crate::error::{Result, TrainError};
-use crate::predict::predict_corrupted;
+use crate::predict::{class_report, predict_corrupted};
 use crate::trainer::{ensure_writable_dir, load_model};
 
 /// How to run [`evaluate`].
@@ -240,10 +240,12 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
                 score: p,
             })
             .collect();
-        if let Some(preds_k) = preds.multiclass_predictions()? {
+        // Multi-class heads: the arg-max class per clip, for the class rows and the report.
+        let class_preds = preds.multiclass_predictions()?;
+        if let Some(preds_k) = &class_preds {
             let k = preds.num_classes;
+            let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| c.to_string());
             for (i, clip) in ds.data.clips.iter().enumerate() {
-                let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| c.to_string());
                 let mut row = vec![
                     clip.clip_id.clone(),
                     set.name().to_string(),
@@ -286,7 +288,10 @@ pub fn evaluate(ckpt: &Checkpoint, opts: &EvalOptions) -> Result<EvalReport> {
                         metrics: levels.sample_level,
                         video_level: levels.video_level,
                         per_kind: per_kind(&ds, &preds.probs, threshold),
-                        multiclass: preds.multiclass(&ds.targets)?,
+                        multiclass: class_preds
+                            .as_deref()
+                            .map(|p| class_report(&ds.targets, p, preds.num_classes))
+                            .transpose()?,
                     },
                 );
                 clean_scores.push((*set, preds.probs));

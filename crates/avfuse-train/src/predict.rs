@@ -55,8 +55,7 @@ impl Predictions {
         let Some(preds) = self.multiclass_predictions()? else {
             return Ok(None);
         };
-        let labels: Vec<usize> = targets.iter().map(|&t| usize::from(t)).collect();
-        Ok(Some(multiclass_report(&labels, &preds, self.num_classes)?))
+        Ok(Some(class_report(targets, &preds, self.num_classes)?))
     }
 
     /// Multi-class heads: the arg-max class of each clip (the first on ties); `None` for a
@@ -67,6 +66,17 @@ impl Predictions {
         }
         Ok(Some(argmax_rows(&self.class_probs, self.num_classes)?))
     }
+}
+
+/// Multi-class metrics of the arg-max classes `preds` against `targets`
+/// ([`Dataset::targets`]), over `num_classes` classes.
+pub fn class_report(
+    targets: &[u8],
+    preds: &[usize],
+    num_classes: usize,
+) -> Result<MulticlassReport> {
+    let labels: Vec<usize> = targets.iter().map(|&t| usize::from(t)).collect();
+    Ok(multiclass_report(&labels, preds, num_classes)?)
 }
 
 /// Run `model` (in eval mode, on a device without autodiff) over every clip of `ds`, with

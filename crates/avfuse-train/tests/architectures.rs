@@ -10,8 +10,8 @@ mod common;
 use avfuse_models::AvInput;
 use avfuse_train::checkpoint::Checkpoint;
 use avfuse_train::config::Config;
+use avfuse_train::train;
 use avfuse_train::trainer::{files, load_model};
-use avfuse_train::{TrainOptions, train};
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -56,18 +56,7 @@ fn transformer_attention_audio_resnet_trains_and_its_checkpoint_round_trips() {
     let m = cfg.model_config();
     assert!(m.temporal.is_some());
     let run = tmp.path().join("run");
-    let out = train(
-        &cfg,
-        &TrainOptions {
-            data_root: data.clone(),
-            out_dir: run.clone(),
-            resume: false,
-            device: Device::flex(),
-            progress: false,
-            stop_after_epochs: None,
-        },
-    )
-    .unwrap();
+    let out = train(&cfg, &common::train_options(&data, &run, false)).unwrap();
     assert_eq!(out.epochs_completed, 1);
     assert_eq!(out.steps, 2);
     let metrics = std::fs::read_to_string(run.join(files::METRICS)).unwrap();

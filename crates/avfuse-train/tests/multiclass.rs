@@ -11,8 +11,8 @@ use avfuse_train::checkpoint::Checkpoint;
 use avfuse_train::config::Config;
 use avfuse_train::data::{Dataset, ModalitySet};
 use avfuse_train::eval::{EvalOptions, evaluate, robustness_table};
+use avfuse_train::train;
 use avfuse_train::trainer::{files, load_model};
-use avfuse_train::{TrainOptions, train};
 use burn::tensor::Device;
 
 const KINDS: [&str; 4] = ["real", "desync", "visual_manipulation", "audio_swap"];
@@ -38,18 +38,7 @@ fn kinds_as_classes_train_and_evaluate() {
     let cfg = config(&["training.class_weights=[1.0, 2.0, 2.0, 2.0]"]).unwrap();
     assert_eq!(cfg.num_outputs(), 4);
     let run = tmp.path().join("run");
-    let out = train(
-        &cfg,
-        &TrainOptions {
-            data_root: data.clone(),
-            out_dir: run.clone(),
-            resume: false,
-            device: Device::flex(),
-            progress: false,
-            stop_after_epochs: None,
-        },
-    )
-    .unwrap();
+    let out = train(&cfg, &common::train_options(&data, &run, false)).unwrap();
     assert_eq!(out.epochs_completed, 2);
     assert_eq!(out.metric, "f1");
     let metrics = std::fs::read_to_string(run.join(files::METRICS)).unwrap();

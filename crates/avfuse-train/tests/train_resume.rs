@@ -52,14 +52,7 @@ fn tiny_config(epochs: usize) -> Config {
 }
 
 fn opts(data: &Path, out: &Path, resume: bool) -> TrainOptions {
-    TrainOptions {
-        data_root: data.to_path_buf(),
-        out_dir: out.to_path_buf(),
-        resume,
-        device: Device::flex(),
-        progress: false,
-        stop_after_epochs: None,
-    }
+    common::train_options(data, out, resume)
 }
 
 /// metrics.jsonl lines without their wall-clock fields.

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use avfuse_media::synth::{SynthConfig, synth_split};
-use avfuse_train::TrainError;
 use avfuse_train::config::Config;
+use avfuse_train::{TrainError, TrainOptions};
+use burn::tensor::Device;
 
 /// Writes synthetic `train` (`n_train` clips) and `val` (`n_val`) splits of 4 frames of
 /// 32x32 px under `root` (seed 5, 16 clips per shard).
@@ -40,4 +41,16 @@ pub fn tiny_config(extra: &[&str]) -> Result<Config, TrainError> {
     .map(|s| s.to_string())
     .collect();
     Config::load(None, &sets)
+}
+
+/// Options of a quiet CPU training run on `data` into `out` (`resume` to continue it).
+pub fn train_options(data: &Path, out: &Path, resume: bool) -> TrainOptions {
+    TrainOptions {
+        data_root: data.to_path_buf(),
+        out_dir: out.to_path_buf(),
+        resume,
+        device: Device::flex(),
+        progress: false,
+        stop_after_epochs: None,
+    }
 }
